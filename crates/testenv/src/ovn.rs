@@ -1,0 +1,1 @@
+//! OVN/OVS daemons for tests.

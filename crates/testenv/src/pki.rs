@@ -1,0 +1,1 @@
+//! Certificates made with ovs-pki for TLS tests.
