@@ -1,1 +1,471 @@
-//! OVN/OVS daemons for tests.
+//! Real OVN/OVS daemons for integration tests, each environment in its own
+//! temporary directory.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let env = testenv::ovn::OvnEnv::builder().nb_tcp().start()?;
+//! env.nbctl(&["ls-add", "sw0"])?;
+//! let remote = env.nb_remote(); // "unix:/tmp/.../nb.sock"
+//! # let _ = remote; Ok(()) }
+//! ```
+//!
+//! Everything is blocking (`std::process`), so it works from plain and from
+//! tokio tests alike (in async tests call it from the test body or
+//! `spawn_blocking`, it only blocks while starting, stopping or polling).
+//! Daemons run with `OVS_RUNDIR`/`OVN_RUNDIR`/`OVS_DBDIR`/`OVS_LOGDIR` set to
+//! their own directory and explicit `--pidfile`/`--log-file`/`--unixctl`;
+//! dropping the environment stops exactly the processes it started.
+
+pub(crate) mod process;
+mod server;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::pki::Pki;
+use process::{Daemon, DaemonSpec, run_tool};
+use server::{Listeners, OvsdbCluster, OvsdbServer};
+
+const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
+const SB_SCHEMA: &str = "/usr/share/ovn/ovn-sb.ovsschema";
+const NB_DB: &str = "OVN_Northbound";
+const SB_DB: &str = "OVN_Southbound";
+
+/// Time limit passed to the `--timeout` of every command-line tool call.
+const TOOL_TIMEOUT: &str = "--timeout=30";
+
+/// How long daemons get to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls `probe` every 20 ms until it returns `Some`, for at most `timeout`.
+/// The error names `what` was awaited.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon of the environment, for [`OvnEnv::appctl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// The standalone NB `ovsdb-server`.
+    Nb,
+    /// NB cluster member by index (0-based).
+    NbMember(usize),
+    /// The SB `ovsdb-server`.
+    Sb,
+    /// `ovn-northd`.
+    Northd,
+}
+
+/// Which daemons an [`OvnEnv`] runs; see [`OvnEnv::builder`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct OvnEnvBuilder {
+    nb_tcp: bool,
+    nb_ssl: bool,
+    nb_cluster: Option<usize>,
+    sb: bool,
+    northd: bool,
+}
+
+impl OvnEnvBuilder {
+    /// The standalone NB server also listens on a free TCP port of 127.0.0.1.
+    pub fn nb_tcp(mut self) -> Self {
+        self.nb_tcp = true;
+        self
+    }
+
+    /// The standalone NB server also listens for TLS on a free port of
+    /// 127.0.0.1, with certificates from an `ovs-pki` PKI ([`OvnEnv::pki`]).
+    pub fn nb_ssl(mut self) -> Self {
+        self.nb_ssl = true;
+        self
+    }
+
+    /// NB is a RAFT cluster of `members` servers on unix sockets instead of
+    /// a standalone server.
+    pub fn nb_cluster(mut self, members: usize) -> Self {
+        self.nb_cluster = Some(members);
+        self
+    }
+
+    /// Also run the SB `ovsdb-server`.
+    pub fn sb(mut self) -> Self {
+        self.sb = true;
+        self
+    }
+
+    /// Also run SB and `ovn-northd` connected to NB and SB.
+    pub fn northd(mut self) -> Self {
+        self.sb = true;
+        self.northd = true;
+        self
+    }
+
+    /// Starts the daemons and waits until each is ready.
+    pub fn start(self) -> Result<OvnEnv> {
+        if self.nb_cluster.is_some() && (self.nb_tcp || self.nb_ssl) {
+            bail!("tcp/ssl listeners are only available on a standalone NB server");
+        }
+        let dir = tempfile::Builder::new().prefix("rovn-ovn").tempdir()?;
+        let pki = if self.nb_ssl {
+            Some(Pki::create_in(&dir.path().join("pki"))?)
+        } else {
+            None
+        };
+        let nb = match self.nb_cluster {
+            Some(members) => Nb::Cluster(OvsdbCluster::start(
+                "nb",
+                &dir.path().join("nb"),
+                NB_SCHEMA,
+                NB_DB,
+                members,
+            )?),
+            None => Nb::Standalone(Box::new(OvsdbServer::start_standalone(
+                "nb",
+                &dir.path().join("nb"),
+                NB_SCHEMA,
+                NB_DB,
+                Listeners {
+                    tcp: self.nb_tcp,
+                    ssl: pki.as_ref().map(|p| p.server().clone()),
+                },
+            )?)),
+        };
+        let sb = if self.sb {
+            Some(OvsdbServer::start_standalone(
+                "sb",
+                &dir.path().join("sb"),
+                SB_SCHEMA,
+                SB_DB,
+                Listeners::default(),
+            )?)
+        } else {
+            None
+        };
+        let mut env = OvnEnv {
+            nb_remote: nb.remote(),
+            nb: Mutex::new(nb),
+            sb,
+            northd: None,
+            pki,
+            dir,
+        };
+        if self.northd {
+            env.northd = Some(Mutex::new(env.start_northd()?));
+        }
+        Ok(env)
+    }
+}
+
+/// The NB database: one server or a cluster.
+#[derive(Debug)]
+enum Nb {
+    Standalone(Box<OvsdbServer>),
+    Cluster(OvsdbCluster),
+}
+
+impl Nb {
+    /// The remote clients use: the unix socket, or every member's socket
+    /// comma-separated.
+    fn remote(&self) -> String {
+        match self {
+            Nb::Standalone(s) => s.unix_remote(),
+            Nb::Cluster(c) => c
+                .members()
+                .iter()
+                .map(OvsdbServer::unix_remote)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    fn standalone(&mut self) -> Result<&mut OvsdbServer> {
+        match self {
+            Nb::Standalone(s) => Ok(s),
+            Nb::Cluster(_) => bail!("NB is clustered, not standalone"),
+        }
+    }
+
+    fn cluster(&mut self) -> Result<&mut OvsdbCluster> {
+        match self {
+            Nb::Cluster(c) => Ok(c),
+            Nb::Standalone(_) => bail!("NB is standalone, not clustered"),
+        }
+    }
+}
+
+/// A set of real OVN daemons in a temporary directory, stopped on drop.
+#[derive(Debug)]
+pub struct OvnEnv {
+    // Fields drop in order: clients of a database stop before it.
+    northd: Option<Mutex<Daemon>>,
+    sb: Option<OvsdbServer>,
+    nb: Mutex<Nb>,
+    nb_remote: String,
+    pki: Option<Pki>,
+    // Declared last: removed after every daemon above has been stopped.
+    dir: TempDir,
+}
+
+impl OvnEnv {
+    /// A builder; with no options it runs a standalone NB on a unix socket.
+    pub fn builder() -> OvnEnvBuilder {
+        OvnEnvBuilder::default()
+    }
+
+    /// The temporary directory holding every daemon's files and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn nb(&self) -> MutexGuard<'_, Nb> {
+        self.nb.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The NB remote over unix sockets: `unix:/…/nb.sock`, or for a cluster
+    /// every member's socket separated by commas.
+    pub fn nb_remote(&self) -> String {
+        self.nb_remote.clone()
+    }
+
+    /// Each NB server's unix remote (one for a standalone server).
+    pub fn nb_remotes(&self) -> Vec<String> {
+        self.nb_remote.split(',').map(str::to_string).collect()
+    }
+
+    /// `tcp:127.0.0.1:PORT` of the standalone NB server, if built with
+    /// [`OvnEnvBuilder::nb_tcp`].
+    pub fn nb_tcp_remote(&self) -> Option<String> {
+        self.nb().standalone().ok()?.tcp_remote()
+    }
+
+    /// `ssl:127.0.0.1:PORT` of the standalone NB server, if built with
+    /// [`OvnEnvBuilder::nb_ssl`].
+    pub fn nb_ssl_remote(&self) -> Option<String> {
+        self.nb().standalone().ok()?.ssl_remote()
+    }
+
+    /// The PKI whose server certificate the NB TLS listener uses; its
+    /// [`Pki::client`] files are accepted by the server.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.pki.as_ref()
+    }
+
+    /// The SB remote (`unix:/…/sb.sock`), if SB runs.
+    pub fn sb_remote(&self) -> Option<String> {
+        self.sb.as_ref().map(OvsdbServer::unix_remote)
+    }
+
+    /// Pids of every daemon currently running.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        match &*self.nb() {
+            Nb::Standalone(s) => pids.extend(s.pid()),
+            Nb::Cluster(c) => pids.extend(c.members().iter().filter_map(OvsdbServer::pid)),
+        }
+        pids.extend(self.sb.as_ref().and_then(OvsdbServer::pid));
+        if let Some(northd) = &self.northd {
+            pids.extend(northd.lock().unwrap_or_else(|e| e.into_inner()).pid());
+        }
+        pids
+    }
+
+    /// Stops the standalone NB server (SIGTERM); its database stays.
+    pub fn nb_stop(&self) -> Result<()> {
+        self.nb().standalone()?.stop();
+        Ok(())
+    }
+
+    /// Kills the standalone NB server (SIGKILL); its database stays.
+    pub fn nb_kill(&self) -> Result<()> {
+        self.nb().standalone()?.kill();
+        Ok(())
+    }
+
+    /// (Re)starts the standalone NB server on the same database, socket and
+    /// ports, waiting until it answers.
+    pub fn nb_restart(&self) -> Result<()> {
+        self.nb().standalone()?.restart()
+    }
+
+    /// Index of the NB cluster member that is leader now (waits for one).
+    pub fn nb_leader(&self) -> Result<usize> {
+        self.nb().cluster()?.wait_leader()
+    }
+
+    /// Kills NB cluster member `index` with SIGKILL.
+    pub fn nb_kill_member(&self, index: usize) -> Result<()> {
+        self.nb().cluster()?.member_mut(index)?.kill();
+        Ok(())
+    }
+
+    /// Restarts NB cluster member `index` and waits until it rejoined.
+    pub fn nb_restart_member(&self, index: usize) -> Result<()> {
+        self.nb().cluster()?.restart_member(index)
+    }
+
+    /// Pid of NB cluster member `index`, if it runs.
+    pub fn nb_member_pid(&self, index: usize) -> Result<Option<u32>> {
+        Ok(self.nb().cluster()?.member_mut(index)?.pid())
+    }
+
+    /// Runs `ovn-nbctl --db=<NB remote> ARGS` (with `--leader-only` on a
+    /// cluster) and returns its stdout.
+    pub fn nbctl(&self, args: &[&str]) -> Result<String> {
+        let mut argv = vec![format!("--db={}", self.nb_remote), TOOL_TIMEOUT.to_string()];
+        if matches!(&*self.nb(), Nb::Cluster(_)) {
+            argv.push("--leader-only".to_string());
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        run_tool(self.dir(), "ovn-nbctl", &argv)
+    }
+
+    /// Runs `ovn-sbctl --db=<SB remote> ARGS` and returns its stdout.
+    pub fn sbctl(&self, args: &[&str]) -> Result<String> {
+        let sb = self
+            .sb_remote()
+            .ok_or_else(|| anyhow!("SB is not running"))?;
+        let mut argv = vec![format!("--db={sb}"), TOOL_TIMEOUT.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        run_tool(self.dir(), "ovn-sbctl", &argv)
+    }
+
+    /// Runs `ovs-appctl -t <component's control socket> ARGS`.
+    pub fn appctl(&self, component: Component, args: &[&str]) -> Result<String> {
+        let target = match component {
+            Component::Nb => self.nb().standalone()?.ctl_path(),
+            Component::NbMember(i) => self.nb().cluster()?.member_mut(i)?.ctl_path(),
+            Component::Sb => self
+                .sb
+                .as_ref()
+                .ok_or_else(|| anyhow!("SB is not running"))?
+                .ctl_path(),
+            Component::Northd => self
+                .northd
+                .as_ref()
+                .ok_or_else(|| anyhow!("northd is not running"))?
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .spec()
+                .ctl_path(),
+        };
+        let mut argv = vec![
+            TOOL_TIMEOUT.to_string(),
+            "-t".to_string(),
+            target.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        run_tool(self.dir(), "ovs-appctl", &argv)
+    }
+
+    /// Every NB row in a deterministic text form: tables in name order, each
+    /// row one JSON object with sorted keys, rows sorted. Two dumps are equal
+    /// byte for byte exactly when the database content is equal.
+    pub fn dump_nb(&self) -> Result<String> {
+        let remote = match &mut *self.nb() {
+            Nb::Standalone(s) => s.unix_remote(),
+            Nb::Cluster(c) => {
+                let leader = c.wait_leader()?;
+                c.members()[leader].unix_remote()
+            }
+        };
+        let raw = run_tool(
+            self.dir(),
+            "ovsdb-client",
+            &[TOOL_TIMEOUT, "dump", "--format=json", &remote, NB_DB],
+        )?;
+        canonical_dump(&raw)
+    }
+
+    fn start_northd(&self) -> Result<Daemon> {
+        let sb = self.sb_remote().ok_or_else(|| anyhow!("northd needs SB"))?;
+        let dir = self.dir().join("northd");
+        std::fs::create_dir_all(&dir)?;
+        let spec = DaemonSpec::new("northd", &dir, "ovn-northd")
+            .arg(format!("--ovnnb-db={}", self.nb_remote))
+            .arg(format!("--ovnsb-db={sb}"))
+            .standard_files(true);
+        let mut northd = Daemon::spawn(spec)?;
+        let ctl = northd.spec().ctl_path().display().to_string();
+        let mut died = None;
+        let active = wait_until(READY_TIMEOUT, "ovn-northd to become active", || {
+            if let Err(e) = northd.check_running() {
+                died = Some(e);
+                return Some(());
+            }
+            let status = run_tool(&dir, "ovs-appctl", &["-t", &ctl, "status"]).ok()?;
+            status.contains("Status: active").then_some(())
+        });
+        if let Some(e) = died {
+            return Err(e);
+        }
+        active.map_err(|e| anyhow!("{e}\n{}", northd.log_tail()))?;
+        Ok(northd)
+    }
+}
+
+/// Turns `ovsdb-client dump --format=json` output (one JSON table per line)
+/// into the sorted text form of [`OvnEnv::dump_nb`].
+fn canonical_dump(raw: &str) -> Result<String> {
+    let mut tables = Vec::new();
+    for line in raw.lines().filter(|l| !l.trim().is_empty()) {
+        let table: Value = serde_json::from_str(line).context("parsing ovsdb-client dump")?;
+        let name = table["caption"]
+            .as_str()
+            .and_then(|c| c.strip_suffix(" table"))
+            .ok_or_else(|| anyhow!("dump table without caption: {line}"))?
+            .to_string();
+        let headings: Vec<&str> = table["headings"]
+            .as_array()
+            .map(|h| h.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut rows: Vec<String> = table["data"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(Value::as_array)
+                    .map(|cells| {
+                        let row: serde_json::Map<String, Value> = headings
+                            .iter()
+                            .map(|h| h.to_string())
+                            .zip(cells.iter().cloned())
+                            .collect();
+                        Value::Object(row).to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.sort();
+        tables.push((name, rows));
+    }
+    tables.sort();
+    let mut out = String::new();
+    for (name, rows) in tables {
+        out.push_str(&name);
+        out.push('\n');
+        for row in rows {
+            out.push_str("  ");
+            out.push_str(&row);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}

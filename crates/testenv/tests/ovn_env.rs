@@ -1,0 +1,79 @@
+//! The OVN test environment runs real daemons and cleans up after itself.
+
+use std::path::Path;
+use std::process::Command;
+
+use testenv::ovn::{Component, OvnEnv};
+
+/// Whether a process with this pid exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn standalone_nb_serves_nbctl_on_unix_and_tcp_and_cleans_up() {
+    let env = OvnEnv::builder().nb_tcp().start().unwrap();
+    env.nbctl(&["ls-add", "sw0"]).unwrap();
+    let tcp = env.nb_tcp_remote().expect("tcp listener");
+    assert!(tcp.starts_with("tcp:127.0.0.1:"), "{tcp}");
+    let out = Command::new("ovn-nbctl")
+        .args([&format!("--db={tcp}"), "--timeout=10", "ls-list"])
+        .env_remove("OVN_NB_DAEMON")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(sw0)"));
+
+    let before = env.dump_nb().unwrap();
+    assert!(before.contains("\"name\":\"sw0\""), "{before}");
+    assert_eq!(before, env.dump_nb().unwrap());
+    env.nbctl(&["ls-add", "sw1"]).unwrap();
+    assert_ne!(before, env.dump_nb().unwrap());
+
+    let pids = env.pids();
+    let dir = env.dir().to_path_buf();
+    assert_eq!(pids.len(), 1);
+    assert!(pids.iter().all(|p| alive(*p)));
+    drop(env);
+    assert!(pids.iter().all(|p| !alive(*p)), "daemons left running");
+    assert!(!Path::new(&dir).exists(), "temp dir left behind");
+}
+
+#[test]
+fn standalone_nb_restarts_on_the_same_socket_and_port_with_its_data() {
+    let env = OvnEnv::builder().nb_tcp().start().unwrap();
+    env.nbctl(&["ls-add", "kept"]).unwrap();
+    let tcp = env.nb_tcp_remote().unwrap();
+    let old_pid = env.pids()[0];
+    env.nb_kill().unwrap();
+    assert!(!alive(old_pid));
+    assert!(env.nbctl(&["--timeout=1", "ls-list"]).is_err());
+    env.nb_restart().unwrap();
+    assert_eq!(env.nb_tcp_remote().unwrap(), tcp);
+    assert!(env.nbctl(&["ls-list"]).unwrap().contains("(kept)"));
+    let version = env.appctl(Component::Nb, &["version"]).unwrap();
+    assert!(version.contains("ovsdb-server"), "{version}");
+}
+
+#[test]
+fn ssl_listener_accepts_the_pki_client_certificate() {
+    let env = OvnEnv::builder().nb_ssl().start().unwrap();
+    env.nbctl(&["ls-add", "secure"]).unwrap();
+    let ssl = env.nb_ssl_remote().expect("ssl listener");
+    assert!(ssl.starts_with("ssl:127.0.0.1:"), "{ssl}");
+    let client = env.pki().unwrap().client();
+    let out = Command::new("ovn-nbctl")
+        .args(client.cli_args())
+        .args([&format!("--db={ssl}"), "--timeout=10", "ls-list"])
+        .env_remove("OVN_NB_DAEMON")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(secure)"));
+}
