@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use testenv::ovn::{Component, OvnEnv};
 
@@ -76,4 +77,50 @@ fn ssl_listener_accepts_the_pki_client_certificate() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("(secure)"));
+}
+
+#[test]
+fn nb_cluster_elects_a_leader_and_survives_its_death() {
+    let env = OvnEnv::builder().nb_cluster(3).start().unwrap();
+    assert_eq!(env.nb_remotes().len(), 3);
+    env.nbctl(&["ls-add", "before"]).unwrap();
+
+    let leader = env.nb_leader().unwrap();
+    let leader_pid = env.nb_member_pid(leader).unwrap().unwrap();
+    env.nb_kill_member(leader).unwrap();
+    assert!(!alive(leader_pid));
+    let new_leader = env.nb_leader().unwrap();
+    assert_ne!(new_leader, leader);
+
+    env.nbctl(&["ls-add", "after"]).unwrap();
+    let switches = env.nbctl(&["ls-list"]).unwrap();
+    assert!(switches.contains("(before)") && switches.contains("(after)"), "{switches}");
+
+    env.nb_restart_member(leader).unwrap();
+    let status = env
+        .appctl(Component::NbMember(leader), &["cluster/status", "OVN_Northbound"])
+        .unwrap();
+    assert!(status.contains("Status: cluster member"), "{status}");
+    assert!(env.dump_nb().unwrap().contains("\"name\":\"after\""));
+
+    let pids = env.pids();
+    assert_eq!(pids.len(), 3);
+    drop(env);
+    assert!(pids.iter().all(|p| !alive(*p)), "daemons left running");
+}
+
+#[test]
+fn northd_translates_nb_switches_into_sb_datapaths() {
+    let env = OvnEnv::builder().northd().start().unwrap();
+    env.nbctl(&["ls-add", "sw0"]).unwrap();
+    let found = testenv::ovn::wait_until(Duration::from_secs(30), "datapath sw0 in SB", || {
+        let out = env
+            .sbctl(&["--bare", "--columns=external_ids", "list", "Datapath_Binding"])
+            .ok()?;
+        out.contains("name=sw0").then_some(())
+    });
+    found.unwrap();
+    let status = env.appctl(Component::Northd, &["status"]).unwrap();
+    assert!(status.contains("active"), "{status}");
+    assert_eq!(env.pids().len(), 3);
 }
