@@ -2,7 +2,8 @@
 //! (`ovn`), certificates from `ovs-pki` (`pki`), and, with the `kube` feature,
 //! a real etcd + kube-apiserver (`kube`).
 
-pub mod ovn;
-pub mod pki;
 #[cfg(feature = "kube")]
 pub mod kube;
+pub mod netns;
+pub mod ovn;
+pub mod pki;

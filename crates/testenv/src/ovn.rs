@@ -16,6 +16,7 @@
 //! their own directory and explicit `--pidfile`/`--log-file`/`--unixctl`;
 //! dropping the environment stops exactly the processes it started.
 
+mod chassis;
 pub(crate) mod process;
 mod server;
 
@@ -27,7 +28,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::netns::{Bridge, Nic, Workload};
 use crate::pki::Pki;
+use chassis::Chassis;
 use process::{Daemon, DaemonSpec, run_tool};
 use server::{Listeners, OvsdbCluster, OvsdbServer};
 
@@ -72,6 +75,12 @@ pub enum Component {
     Sb,
     /// `ovn-northd`.
     Northd,
+    /// The chassis' Open_vSwitch `ovsdb-server`.
+    OvsDb,
+    /// The chassis' `ovs-vswitchd`.
+    Vswitchd,
+    /// The chassis' `ovn-controller`.
+    Controller,
 }
 
 /// Which daemons an [`OvnEnv`] runs; see [`OvnEnv::builder`].
@@ -83,6 +92,7 @@ pub struct OvnEnvBuilder {
     nb_cluster: Option<usize>,
     sb: bool,
     northd: bool,
+    chassis: Option<String>,
 }
 
 impl OvnEnvBuilder {
@@ -116,6 +126,17 @@ impl OvnEnvBuilder {
     pub fn northd(mut self) -> Self {
         self.sb = true;
         self.northd = true;
+        self
+    }
+
+    /// Also run a chassis named `name` (its `system-id`): the local
+    /// Open_vSwitch `ovsdb-server`, `ovs-vswitchd` (userspace datapath, in its
+    /// own network namespace) with `br-int`, and `ovn-controller`; implies SB
+    /// and northd. Starting waits until the chassis is registered in SB.
+    pub fn chassis(mut self, name: &str) -> Self {
+        self.sb = true;
+        self.northd = true;
+        self.chassis = Some(name.to_string());
         self
     }
 
@@ -165,11 +186,28 @@ impl OvnEnvBuilder {
             nb: Mutex::new(nb),
             sb,
             northd: None,
+            chassis: None,
             pki,
             dir,
         };
         if self.northd {
             env.northd = Some(Mutex::new(env.start_northd()?));
+        }
+        if let Some(name) = &self.chassis {
+            let sb = env
+                .sb_remote()
+                .ok_or_else(|| anyhow!("a chassis needs SB"))?;
+            let chassis = Chassis::start(name, &env.dir().join("chassis"), &sb, |name| {
+                env.sbctl(&[
+                    "--bare",
+                    "--columns=name",
+                    "find",
+                    "Chassis",
+                    &format!("name={name}"),
+                ])
+                .is_ok_and(|out| out.trim() == name)
+            })?;
+            env.chassis = Some(chassis);
         }
         Ok(env)
     }
@@ -216,6 +254,7 @@ impl Nb {
 #[derive(Debug)]
 pub struct OvnEnv {
     // Fields drop in order: clients of a database stop before it.
+    chassis: Option<Chassis>,
     northd: Option<Mutex<Daemon>>,
     sb: Option<OvsdbServer>,
     nb: Mutex<Nb>,
@@ -285,6 +324,7 @@ impl OvnEnv {
         if let Some(northd) = &self.northd {
             pids.extend(northd.lock().unwrap_or_else(|e| e.into_inner()).pid());
         }
+        pids.extend(self.chassis.iter().flat_map(Chassis::pids));
         pids
     }
 
@@ -366,6 +406,9 @@ impl OvnEnv {
                 .unwrap_or_else(|e| e.into_inner())
                 .spec()
                 .ctl_path(),
+            Component::OvsDb => self.chassis()?.ovs_ctl(),
+            Component::Vswitchd => self.chassis()?.vswitchd_ctl(),
+            Component::Controller => self.chassis()?.controller_ctl()?,
         };
         let mut argv = vec![
             TOOL_TIMEOUT.to_string(),
@@ -374,6 +417,60 @@ impl OvnEnv {
         ];
         argv.extend(args.iter().map(|a| a.to_string()));
         run_tool(self.dir(), "ovs-appctl", &argv)
+    }
+
+    fn chassis(&self) -> Result<&Chassis> {
+        self.chassis
+            .as_ref()
+            .ok_or_else(|| anyhow!("the environment has no chassis"))
+    }
+
+    /// The chassis name (`system-id`), if a chassis runs.
+    pub fn chassis_name(&self) -> Option<&str> {
+        self.chassis.as_ref().map(Chassis::name)
+    }
+
+    /// `unix:` remote of the chassis' local Open_vSwitch database.
+    pub fn ovs_remote(&self) -> Result<String> {
+        Ok(self.chassis()?.ovs_remote())
+    }
+
+    /// The name of the network namespace the chassis' `ovs-vswitchd` runs in
+    /// (the host ends of workload veths must be moved there).
+    pub fn chassis_netns(&self) -> Result<&str> {
+        Ok(self.chassis()?.netns().name())
+    }
+
+    /// The chassis' `br-int`, to plug workloads into.
+    pub fn br_int(&self) -> Result<Bridge> {
+        Ok(self.chassis()?.br_int())
+    }
+
+    /// Runs `ovs-vsctl --db=<local Open_vSwitch db> ARGS`.
+    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
+        let chassis = self.chassis()?;
+        let mut argv = vec![
+            format!("--db={}", chassis.ovs_remote()),
+            TOOL_TIMEOUT.to_string(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        run_tool(chassis.dir(), "ovs-vsctl", &argv)
+    }
+
+    /// Creates a workload namespace configured from `nic` and plugs it into
+    /// `br-int` as logical switch port `lsp` (see [`Workload::plug`]).
+    pub fn plug(&self, lsp: &str, nic: &Nic) -> Result<Workload> {
+        Workload::plug(&self.br_int()?, lsp, nic)
+    }
+
+    /// Waits until logical switch port `lsp` reports `up=true` in NB.
+    pub fn wait_lsp_up(&self, lsp: &str) -> Result<()> {
+        wait_until(READY_TIMEOUT, &format!("{lsp} up"), || {
+            let up = self
+                .nbctl(&["--if-exists", "get", "Logical_Switch_Port", lsp, "up"])
+                .ok()?;
+            (up.trim() == "true").then_some(())
+        })
     }
 
     /// Every NB row in a deterministic text form: tables in name order, each
@@ -405,19 +502,10 @@ impl OvnEnv {
             .standard_files(true);
         let mut northd = Daemon::spawn(spec)?;
         let ctl = northd.spec().ctl_path().display().to_string();
-        let mut died = None;
-        let active = wait_until(READY_TIMEOUT, "ovn-northd to become active", || {
-            if let Err(e) = northd.check_running() {
-                died = Some(e);
-                return Some(());
-            }
+        northd.wait_ready(READY_TIMEOUT, "ovn-northd to become active", || {
             let status = run_tool(&dir, "ovs-appctl", &["-t", &ctl, "status"]).ok()?;
             status.contains("Status: active").then_some(())
-        });
-        if let Some(e) = died {
-            return Err(e);
-        }
-        active.map_err(|e| anyhow!("{e}\n{}", northd.log_tail()))?;
+        })?;
         Ok(northd)
     }
 }

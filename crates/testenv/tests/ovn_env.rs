@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use testenv::netns::{Netns, Nic};
 use testenv::ovn::{Component, OvnEnv};
 
 /// Whether a process with this pid exists and is not a zombie.
@@ -94,11 +95,17 @@ fn nb_cluster_elects_a_leader_and_survives_its_death() {
 
     env.nbctl(&["ls-add", "after"]).unwrap();
     let switches = env.nbctl(&["ls-list"]).unwrap();
-    assert!(switches.contains("(before)") && switches.contains("(after)"), "{switches}");
+    assert!(
+        switches.contains("(before)") && switches.contains("(after)"),
+        "{switches}"
+    );
 
     env.nb_restart_member(leader).unwrap();
     let status = env
-        .appctl(Component::NbMember(leader), &["cluster/status", "OVN_Northbound"])
+        .appctl(
+            Component::NbMember(leader),
+            &["cluster/status", "OVN_Northbound"],
+        )
         .unwrap();
     assert!(status.contains("Status: cluster member"), "{status}");
     assert!(env.dump_nb().unwrap().contains("\"name\":\"after\""));
@@ -115,7 +122,12 @@ fn northd_translates_nb_switches_into_sb_datapaths() {
     env.nbctl(&["ls-add", "sw0"]).unwrap();
     let found = testenv::ovn::wait_until(Duration::from_secs(30), "datapath sw0 in SB", || {
         let out = env
-            .sbctl(&["--bare", "--columns=external_ids", "list", "Datapath_Binding"])
+            .sbctl(&[
+                "--bare",
+                "--columns=external_ids",
+                "list",
+                "Datapath_Binding",
+            ])
             .ok()?;
         out.contains("name=sw0").then_some(())
     });
@@ -123,4 +135,87 @@ fn northd_translates_nb_switches_into_sb_datapaths() {
     let status = env.appctl(Component::Northd, &["status"]).unwrap();
     assert!(status.contains("active"), "{status}");
     assert_eq!(env.pids().len(), 3);
+}
+
+#[test]
+fn two_workloads_on_one_logical_switch_ping_each_other_and_vanish_on_drop() {
+    let env = OvnEnv::builder().chassis("chassis-1").start().unwrap();
+    assert_eq!(env.chassis_name(), Some("chassis-1"));
+    let encap = env
+        .sbctl(&["--bare", "--columns=type", "list", "Encap"])
+        .unwrap();
+    assert_eq!(encap.trim(), "geneve");
+
+    env.nbctl(&["ls-add", "sw0"]).unwrap();
+    for (lsp, mac, ip) in [
+        ("lsp-a", "0a:00:00:00:00:0a", "10.0.0.10"),
+        ("lsp-b", "0a:00:00:00:00:0b", "10.0.0.11"),
+    ] {
+        env.nbctl(&[
+            "lsp-add",
+            "sw0",
+            lsp,
+            "--",
+            "lsp-set-addresses",
+            lsp,
+            &format!("{mac} {ip}"),
+        ])
+        .unwrap();
+    }
+    let a = env
+        .plug(
+            "lsp-a",
+            &Nic::new("0a:00:00:00:00:0a", "10.0.0.10/24", None),
+        )
+        .unwrap();
+    let b = env
+        .plug(
+            "lsp-b",
+            &Nic::new("0a:00:00:00:00:0b", "10.0.0.11/24", None),
+        )
+        .unwrap();
+    env.wait_lsp_up("lsp-a").unwrap();
+    env.wait_lsp_up("lsp-b").unwrap();
+    assert!(a.ping("10.0.0.11"), "a cannot reach b");
+    assert!(b.ping("10.0.0.10"), "b cannot reach a");
+    assert!(
+        !a.netns().ping_with_attempts("10.0.0.99", 1),
+        "ghost answered"
+    );
+    let mtu = a.exec(&["cat", "/sys/class/net/eth0/mtu"]).unwrap();
+    assert_eq!(mtu.trim(), "1400");
+
+    let chassis_version = env.appctl(Component::Controller, &["version"]).unwrap();
+    assert!(
+        chassis_version.contains("ovn-controller"),
+        "{chassis_version}"
+    );
+    let ports = env.vsctl(&["list-ports", "br-int"]).unwrap();
+    assert!(
+        ports.contains(a.host_if()) && ports.contains(b.host_if()),
+        "{ports}"
+    );
+
+    let (a_ns, b_ns) = (a.netns().name().to_string(), b.netns().name().to_string());
+    let chassis_ns = env.chassis_netns().unwrap().to_string();
+    drop(a);
+    assert!(!Netns::exists(&a_ns));
+    let ports = env.vsctl(&["list-ports", "br-int"]).unwrap();
+    assert!(
+        !ports.contains(&a_ns) && ports.contains(b.host_if()),
+        "{ports}"
+    );
+
+    let pids = env.pids();
+    assert_eq!(
+        pids.len(),
+        6,
+        "nb, sb, northd, ovs db, vswitchd, controller"
+    );
+    drop(b);
+    drop(env);
+    assert!(pids.iter().all(|p| !alive(*p)), "daemons left running");
+    for ns in [b_ns, chassis_ns] {
+        assert!(!Netns::exists(&ns), "netns {ns} left behind");
+    }
 }

@@ -1,15 +1,17 @@
 //! One daemon process started by the test environment: spawned with its own
 //! run/log/db directories, stopped (and reaped) when dropped.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use super::wait_until;
 
 /// How long a daemon gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -81,18 +83,24 @@ pub(crate) fn set_rundirs(cmd: &mut Command, dir: &Path) {
 
 /// Runs a command-line tool to completion in `dir` (as its OVS/OVN run dir)
 /// and returns its stdout; a non-zero exit is an error carrying stderr.
-pub(crate) fn run_tool<S: AsRef<std::ffi::OsStr>>(
-    dir: &Path,
-    program: &str,
-    args: &[S],
-) -> Result<String> {
+pub(crate) fn run_tool<S: AsRef<OsStr>>(dir: &Path, program: &str, args: &[S]) -> Result<String> {
     let mut cmd = Command::new(program);
+    cmd.current_dir(dir);
+    set_rundirs(&mut cmd, dir);
+    run(cmd, program, args)
+}
+
+/// Runs a command-line tool (`ip`, `ovs-vsctl --db=…`) to completion and
+/// returns its stdout; a non-zero exit is an error carrying stderr.
+pub(crate) fn run_plain<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
+    run(Command::new(program), program, args)
+}
+
+fn run<S: AsRef<OsStr>>(mut cmd: Command, program: &str, args: &[S]) -> Result<String> {
     cmd.args(args)
-        .current_dir(dir)
         .stdin(Stdio::null())
         .env_remove("OVN_NB_DAEMON")
         .env_remove("OVN_SB_DAEMON");
-    set_rundirs(&mut cmd, dir);
     let out = cmd.output().with_context(|| format!("running {program}"))?;
     if !out.status.success() {
         let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
@@ -166,6 +174,32 @@ impl Daemon {
             );
         }
         Ok(())
+    }
+
+    /// Polls `ready` (see [`wait_until`]) while checking the daemon keeps
+    /// running; errors carry the daemon's log tail.
+    pub fn wait_ready<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Result<T> {
+        let mut died = None;
+        let outcome = wait_until(timeout, what, || {
+            if let Err(e) = self.check_running() {
+                died = Some(e);
+                return Some(None);
+            }
+            ready().map(Some)
+        });
+        if let Some(e) = died {
+            return Err(e);
+        }
+        match outcome {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => bail!("{what}: daemon {} stopped", self.spec.name),
+            Err(e) => Err(anyhow!("{e}\n{}", self.log_tail())),
+        }
     }
 
     /// Kills the daemon with SIGKILL and reaps it.

@@ -139,24 +139,12 @@ impl OvsdbServer {
     /// Waits until the server lists its database on the unix socket.
     fn wait_ready(&mut self) -> Result<()> {
         let remote = self.unix_remote();
-        let db_name = self.db_name.clone();
-        let dir = self.dir.clone();
-        let what = format!("{} serving {db_name} on {remote}", self.name);
-        let daemon = &mut self.daemon;
-        let mut died = None;
-        let ready = wait_until(READY_TIMEOUT, &what, || {
-            if let Err(e) = daemon.check_running() {
-                died = Some(e);
-                return Some(false);
-            }
-            let dbs = run_tool(&dir, "ovsdb-client", &["--timeout=2", "list-dbs", &remote]).ok()?;
-            dbs.lines().any(|l| l == db_name).then_some(true)
-        });
-        match (ready, died) {
-            (_, Some(e)) => Err(e),
-            (Ok(_), None) => Ok(()),
-            (Err(e), None) => Err(anyhow!("{e}\n{}", self.daemon.log_tail())),
-        }
+        let what = format!("{} serving {} on {remote}", self.name, self.db_name);
+        let (dir, db_name) = (&self.dir, &self.db_name);
+        self.daemon.wait_ready(READY_TIMEOUT, &what, || {
+            let dbs = run_tool(dir, "ovsdb-client", &["--timeout=2", "list-dbs", &remote]).ok()?;
+            dbs.lines().any(|l| l == db_name).then_some(())
+        })
     }
 
     /// The name of this server ("nb", "nb2", "sb", ...).
