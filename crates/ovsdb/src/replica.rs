@@ -1,0 +1,457 @@
+//! In-memory replica of monitored tables, keyed by `_uuid`, with secondary indexes and a stream
+//! of change events.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::monitor::{MonitorSpec, RowUpdate, TableUpdates};
+use crate::schema::{AtomicType, ColumnType, Schema};
+use crate::value::{Atom, Row, Value};
+
+/// A change to one row, with full rows (including `_uuid`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowEvent {
+    /// A row appeared.
+    Insert {
+        /// Table.
+        table: String,
+        /// The new row.
+        new: Arc<Row>,
+    },
+    /// A row changed.
+    Modify {
+        /// Table.
+        table: String,
+        /// Row before.
+        old: Arc<Row>,
+        /// Row after.
+        new: Arc<Row>,
+    },
+    /// A row disappeared.
+    Delete {
+        /// Table.
+        table: String,
+        /// The last known row.
+        old: Arc<Row>,
+    },
+}
+
+impl RowEvent {
+    /// Table of the row.
+    pub fn table(&self) -> &str {
+        match self {
+            RowEvent::Insert { table, .. }
+            | RowEvent::Modify { table, .. }
+            | RowEvent::Delete { table, .. } => table,
+        }
+    }
+
+    /// `_uuid` of the row.
+    pub fn uuid(&self) -> Uuid {
+        match self {
+            RowEvent::Insert { new: r, .. }
+            | RowEvent::Modify { new: r, .. }
+            | RowEvent::Delete { old: r, .. } => r.uuid().unwrap_or_default(),
+        }
+    }
+}
+
+type Ids = BTreeSet<Uuid>;
+
+#[derive(Debug, Default)]
+struct TableData {
+    rows: HashMap<Uuid, Arc<Row>>,
+    by_name: HashMap<String, Ids>,
+    by_external_id: HashMap<(String, String), Ids>,
+    by_router_port: HashMap<String, Ids>,
+}
+
+fn index_keys(row: &Row) -> (Option<&str>, Vec<(String, String)>, Option<&str>) {
+    (
+        row.get_str("name"),
+        row.get_str_map("external_ids").into_iter().collect(),
+        row.get_map_str("options", "router-port"),
+    )
+}
+
+impl TableData {
+    fn index(&mut self, uuid: Uuid, row: &Row, add: bool) {
+        fn upd<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: K, uuid: Uuid, add: bool) {
+            if add {
+                m.entry(k).or_default().insert(uuid);
+            } else if let Some(s) = m.get_mut(&k) {
+                s.remove(&uuid);
+                if s.is_empty() {
+                    m.remove(&k);
+                }
+            }
+        }
+        let (name, ext, rp) = index_keys(row);
+        if let Some(n) = name {
+            upd(&mut self.by_name, n.to_owned(), uuid, add);
+        }
+        for kv in ext {
+            upd(&mut self.by_external_id, kv, uuid, add);
+        }
+        if let Some(p) = rp {
+            upd(&mut self.by_router_port, p.to_owned(), uuid, add);
+        }
+    }
+
+    fn put(&mut self, uuid: Uuid, row: Arc<Row>) -> Option<Arc<Row>> {
+        let old = self.rows.insert(uuid, row.clone());
+        if let Some(o) = &old {
+            self.index(uuid, o, false);
+        }
+        self.index(uuid, &row, true);
+        old
+    }
+
+    fn remove(&mut self, uuid: Uuid) -> Option<Arc<Row>> {
+        let old = self.rows.remove(&uuid)?;
+        self.index(uuid, &old, false);
+        Some(old)
+    }
+
+    fn rows_of(&self, ids: Option<&Ids>) -> Vec<Arc<Row>> {
+        ids.into_iter()
+            .flatten()
+            .filter_map(|u| self.rows.get(u).cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tables: HashMap<String, TableData>,
+    last_txn_id: Option<String>,
+}
+
+struct Shared {
+    db: String,
+    schema: Arc<Schema>,
+    spec: MonitorSpec,
+    /// Monitored columns per table, with their types (for defaults and diffs).
+    columns: HashMap<String, Vec<(String, ColumnType)>>,
+    state: RwLock<State>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<RowEvent>>>,
+    synced: watch::Sender<bool>,
+}
+
+/// A replica of the tables of one monitor. Cheap to clone; all clones see the same data.
+#[derive(Clone)]
+pub struct Replica(Arc<Shared>);
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("db", &self.0.db)
+            .field("spec", &self.0.spec)
+            .finish()
+    }
+}
+
+fn default_value(t: &ColumnType) -> Value {
+    if !t.is_scalar() {
+        return if t.is_map() {
+            Value::Map(Default::default())
+        } else {
+            Value::empty_set()
+        };
+    }
+    Value::Atom(match t.key.atomic {
+        AtomicType::Integer => Atom::Integer(0),
+        AtomicType::Real => Atom::Real(0.0),
+        AtomicType::Boolean => Atom::Boolean(false),
+        AtomicType::String => Atom::String(String::new()),
+        AtomicType::Uuid => Atom::Uuid(Uuid::nil()),
+    })
+}
+
+/// The events turning `old` into `new` for one row (`None` if identical).
+fn diff_event(table: &str, old: Option<Arc<Row>>, new: Option<Arc<Row>>) -> Option<RowEvent> {
+    let table = table.to_owned();
+    match (old, new) {
+        (None, Some(new)) => Some(RowEvent::Insert { table, new }),
+        (Some(old), None) => Some(RowEvent::Delete { table, old }),
+        (Some(old), Some(new)) if old != new => Some(RowEvent::Modify { table, old, new }),
+        _ => None,
+    }
+}
+
+impl Replica {
+    /// An empty replica for `spec` (checked against `schema`).
+    pub fn new(db: &str, schema: Arc<Schema>, spec: MonitorSpec) -> Result<Replica> {
+        spec.check(&schema)?;
+        let mut columns = HashMap::new();
+        let mut tables = HashMap::new();
+        for (t, _) in &spec.tables {
+            let cols = spec
+                .columns_of(&schema, t)
+                .into_iter()
+                .filter_map(|c| {
+                    let ty = schema.column(t, &c).ok().flatten()?.kind.clone();
+                    Some((c, ty))
+                })
+                .collect();
+            columns.insert(t.clone(), cols);
+            tables.insert(t.clone(), TableData::default());
+        }
+        Ok(Replica(Arc::new(Shared {
+            db: db.to_owned(),
+            schema,
+            spec,
+            columns,
+            state: RwLock::new(State {
+                tables,
+                last_txn_id: None,
+            }),
+            subscribers: Mutex::new(Vec::new()),
+            synced: watch::channel(false).0,
+        })))
+    }
+
+    /// Database name.
+    pub fn db(&self) -> &str {
+        &self.0.db
+    }
+
+    /// The monitored tables and columns.
+    pub fn spec(&self) -> &MonitorSpec {
+        &self.0.spec
+    }
+
+    /// The schema the replica was built with.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.0.schema
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.0.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_table<T: Default>(&self, table: &str, f: impl FnOnce(&TableData) -> T) -> T {
+        self.read().tables.get(table).map(f).unwrap_or_default()
+    }
+
+    /// All rows of a table (empty if the table is not monitored).
+    pub fn table(&self, table: &str) -> Vec<Arc<Row>> {
+        self.with_table(table, |t| t.rows.values().cloned().collect())
+    }
+
+    /// Number of rows in a table.
+    pub fn count(&self, table: &str) -> usize {
+        self.with_table(table, |t| t.rows.len())
+    }
+
+    /// A row by uuid, in any monitored table.
+    pub fn get(&self, uuid: Uuid) -> Option<Arc<Row>> {
+        self.read()
+            .tables
+            .values()
+            .find_map(|t| t.rows.get(&uuid).cloned())
+    }
+
+    /// A row by uuid in a given table.
+    pub fn get_in(&self, table: &str, uuid: Uuid) -> Option<Arc<Row>> {
+        self.with_table(table, |t| t.rows.get(&uuid).cloned())
+    }
+
+    /// Rows of `table` whose `name` column equals `name`.
+    pub fn by_name(&self, table: &str, name: &str) -> Vec<Arc<Row>> {
+        self.with_table(table, |t| t.rows_of(t.by_name.get(name)))
+    }
+
+    /// Rows of `table` whose `external_ids` map has `key` = `value`.
+    pub fn by_external_id(&self, table: &str, key: &str, value: &str) -> Vec<Arc<Row>> {
+        self.with_table(table, |t| {
+            t.rows_of(t.by_external_id.get(&(key.to_owned(), value.to_owned())))
+        })
+    }
+
+    /// Rows of `table` (normally `Logical_Switch_Port`) whose `options:router-port` is `port`.
+    pub fn by_router_port(&self, table: &str, port: &str) -> Vec<Arc<Row>> {
+        self.with_table(table, |t| t.rows_of(t.by_router_port.get(port)))
+    }
+
+    /// The last transaction id seen (monitor_cond_since servers only).
+    pub fn last_txn_id(&self) -> Option<String> {
+        self.read().last_txn_id.clone()
+    }
+
+    /// A stream of every change applied from now on. Events are never dropped; a subscriber that
+    /// does not read accumulates them.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RowEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.0
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// True when the replica reflects the server (initial contents received, connection up).
+    pub fn is_synced(&self) -> bool {
+        *self.0.synced.borrow()
+    }
+
+    /// Waits until the replica is synced with the server.
+    pub async fn wait_synced(&self) -> Result<()> {
+        let mut rx = self.0.synced.subscribe();
+        rx.wait_for(|s| *s)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Closed)
+    }
+
+    pub(crate) fn set_synced(&self, synced: bool) {
+        self.0.synced.send_replace(synced);
+    }
+
+    /// Builds the full row from a (possibly sparse) inserted row: missing monitored columns get
+    /// their default, values are normalized to the column's shape.
+    fn full_row(&self, table: &str, uuid: Uuid, mut row: Row) -> Row {
+        let mut out = Row::new();
+        for (c, ty) in self.0.columns.get(table).into_iter().flatten() {
+            let v = row
+                .remove(c)
+                .map_or_else(|| default_value(ty), |v| ty.normalize(v));
+            out.set(c.clone(), v);
+        }
+        out.set("_uuid", uuid);
+        out
+    }
+
+    fn emit(&self, events: Vec<RowEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut subs = self.0.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
+    }
+
+    /// Applies incremental changes (notifications, or a resumed `monitor_cond_since`).
+    pub(crate) fn apply(&self, updates: TableUpdates, last_txn_id: Option<String>) -> Result<()> {
+        let mut events = Vec::new();
+        {
+            let mut st = self.0.state.write().unwrap_or_else(|p| p.into_inner());
+            for (table, uuid, change) in updates {
+                let Some(td) = st.tables.get_mut(&table) else {
+                    return Err(Error::protocol(format!(
+                        "update for unmonitored table {table}"
+                    )));
+                };
+                let old = td.rows.get(&uuid).cloned();
+                let new = match change {
+                    RowUpdate::Insert(row) => Some(self.full_row(&table, uuid, row)),
+                    RowUpdate::Delete | RowUpdate::OldNew { new: None, .. } => None,
+                    RowUpdate::Modify(diff) => {
+                        let Some(old) = &old else {
+                            return Err(Error::protocol(format!(
+                                "modify of unknown row {table} {uuid}"
+                            )));
+                        };
+                        let mut row = (**old).clone();
+                        let cols = self.0.columns.get(&table);
+                        for (c, d) in diff {
+                            let Some((_, ty)) = cols.into_iter().flatten().find(|(n, _)| *n == c)
+                            else {
+                                continue;
+                            };
+                            let v = ty.apply_diff(row.get(&c), d);
+                            row.set(c, ty.normalize(v));
+                        }
+                        Some(row)
+                    }
+                    RowUpdate::OldNew { new: Some(new), .. } => {
+                        let mut row = old
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(|| self.full_row(&table, uuid, Row::new()));
+                        let cols = self.0.columns.get(&table);
+                        for (c, v) in new {
+                            if let Some((_, ty)) = cols.into_iter().flatten().find(|(n, _)| *n == c)
+                            {
+                                row.set(c, ty.normalize(v));
+                            }
+                        }
+                        Some(row)
+                    }
+                };
+                let new = new.map(Arc::new);
+                match &new {
+                    Some(n) => {
+                        td.put(uuid, n.clone());
+                    }
+                    None => {
+                        td.remove(uuid);
+                    }
+                }
+                events.extend(diff_event(&table, old, new));
+            }
+            if last_txn_id.is_some() {
+                st.last_txn_id = last_txn_id;
+            }
+        }
+        self.emit(events);
+        Ok(())
+    }
+
+    /// Replaces the whole contents with `updates` (a complete snapshot) and emits exactly the
+    /// differences from the previous contents.
+    pub(crate) fn resync(&self, updates: TableUpdates, last_txn_id: Option<String>) -> Result<()> {
+        let mut fresh: HashMap<String, HashMap<Uuid, Arc<Row>>> = HashMap::new();
+        for (table, uuid, change) in updates {
+            if !self.0.columns.contains_key(&table) {
+                return Err(Error::protocol(format!(
+                    "update for unmonitored table {table}"
+                )));
+            }
+            let row = match change {
+                RowUpdate::Insert(row) | RowUpdate::OldNew { new: Some(row), .. } => row,
+                other => {
+                    return Err(Error::protocol(format!(
+                        "initial contents of {table} {uuid} is not a row: {other:?}"
+                    )));
+                }
+            };
+            fresh
+                .entry(table.clone())
+                .or_default()
+                .insert(uuid, Arc::new(self.full_row(&table, uuid, row)));
+        }
+        let mut events = Vec::new();
+        {
+            let mut st = self.0.state.write().unwrap_or_else(|p| p.into_inner());
+            for (table, td) in st.tables.iter_mut() {
+                let mut new_rows = fresh.remove(table).unwrap_or_default();
+                let gone: Vec<Uuid> = td
+                    .rows
+                    .keys()
+                    .filter(|u| !new_rows.contains_key(u))
+                    .copied()
+                    .collect();
+                for u in gone {
+                    events.extend(diff_event(table, td.remove(u), None));
+                }
+                for (u, row) in new_rows.drain() {
+                    match td.rows.get(&u) {
+                        Some(old) if *old == row => {}
+                        _ => {
+                            let old = td.put(u, row.clone());
+                            events.extend(diff_event(table, old, Some(row)));
+                        }
+                    }
+                }
+            }
+            st.last_txn_id = last_txn_id;
+        }
+        self.emit(events);
+        Ok(())
+    }
+}
