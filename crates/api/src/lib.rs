@@ -1,1 +1,38 @@
-//! api
+//! The `kubeovn.io/v1` custom resources rovn serves: [`Vpc`], [`Subnet`] and [`IP`].
+//!
+//! Field names follow Kube-OVN so that existing manifests apply unchanged. Fields
+//! rovn does not implement (yet) are accepted and listed by each spec's
+//! `unsupported_fields()`, to be reported in an `Unsupported` status condition
+//! (see [`unsupported`]).
+
+pub mod annotations;
+pub mod condition;
+pub mod ip;
+pub mod ip_count;
+pub mod subnet;
+pub mod unsupported;
+pub mod vpc;
+
+pub use condition::{Condition, ConditionStatus};
+pub use ip::{IP, IpSpec, IpStatus};
+pub use ip_count::IpCount;
+pub use subnet::{GatewayType, Protocol, Subnet, SubnetSpec, SubnetStatus};
+pub use unsupported::UnsupportedFields;
+pub use vpc::{
+    PolicyRoute, PolicyRouteAction, RoutePolicy, StaticRoute, Vpc, VpcSpec, VpcStatus, VpcType,
+};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of the resources.
+pub const GROUP: &str = "kubeovn.io";
+/// API version of the resources.
+pub const VERSION: &str = "v1";
+/// `apiVersion` of the resources.
+pub const API_VERSION: &str = "kubeovn.io/v1";
+
+/// The CustomResourceDefinitions of all resources of this crate, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Vpc::crd(), Subnet::crd(), IP::crd()]
+}

@@ -1,1 +1,3 @@
-//! rovnctl
+//! rovnctl: command-line tooling for rovn.
+
+pub mod crds;

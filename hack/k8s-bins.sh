@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes test binaries (kube-apiserver, kubectl, etcd) from the
+# Go module proxy into a cache directory outside the source tree, and prints
+# that directory's absolute path as the last line of stdout. Progress goes to
+# stderr. The directory is reused when it is complete; a change of the pinned
+# versions below selects a new directory (so it is rebuilt).
+#
+# Environment:
+#   ROVN_CACHE   cache root (default: $HOME/.cache/rovn)
+#
+# Go is used for this test tooling only; rovn itself is Rust.
+set -euo pipefail
+
+K8S_VERSION=v1.34.4
+ETCD_VERSION=v3.6.16
+# The staging modules (k8s.io/api, k8s.io/apimachinery, ...) are published as
+# v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
+STAGING_VERSION="v0.${K8S_VERSION#v1.}"
+# Bump when the way the binaries are built changes (selects a new cache dir).
+RECIPE=2
+
+CACHE_ROOT="${ROVN_CACHE:-$HOME/.cache/rovn}"
+OUT="$CACHE_ROOT/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-r${RECIPE}"
+BINARIES=(kube-apiserver kubectl etcd)
+
+log() { echo "k8s-bins: $*" >&2; }
+die() {
+	echo "k8s-bins: ERROR: $*" >&2
+	exit 1
+}
+
+is_complete() {
+	[[ -f "$OUT/.complete" ]] || return 1
+	local b
+	for b in "${BINARIES[@]}"; do
+		[[ -x "$OUT/$b" ]] || return 1
+	done
+}
+
+mkdir -p "$CACHE_ROOT"
+OUT="$(cd "$CACHE_ROOT" && pwd)/$(basename "$OUT")"
+
+if is_complete; then
+	echo "$OUT"
+	exit 0
+fi
+
+# Only one build at a time (several test binaries may call this script).
+exec 9>"$CACHE_ROOT/.k8s-bins.lock"
+log "waiting for the build lock $CACHE_ROOT/.k8s-bins.lock"
+flock 9
+if is_complete; then
+	echo "$OUT"
+	exit 0
+fi
+
+command -v go >/dev/null 2>&1 ||
+	die "the Go toolchain ('go') is not on PATH; install Go >= 1.24 (https://go.dev/dl/) to build the Kubernetes test binaries"
+command -v jq >/dev/null 2>&1 || die "'jq' is not on PATH (needed to read module metadata); install jq"
+log "using $(go version)"
+export GOFLAGS=-mod=mod
+export CGO_ENABLED=0
+
+WORK="$(mktemp -d "$CACHE_ROOT/.build.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+STAGE="$WORK/out"
+mkdir -p "$STAGE"
+start=$SECONDS
+
+# --- kube-apiserver and kubectl --------------------------------------------
+log "fetching k8s.io/kubernetes@$K8S_VERSION metadata from $(go env GOPROXY)"
+if ! meta="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>"$WORK/download.err")"; then
+	cat "$WORK/download.err" >&2
+	[[ -n "${meta:-}" ]] && echo "$meta" >&2
+	die "cannot download k8s.io/kubernetes@$K8S_VERSION from the Go module proxy ($(go env GOPROXY)); check network access and GOPROXY"
+fi
+k8s_gomod="$(jq -r '.GoMod // empty' <<<"$meta")"
+[[ -n "$k8s_gomod" && -f "$k8s_gomod" ]] || die "go mod download gave no go.mod for k8s.io/kubernetes@$K8S_VERSION: $meta"
+
+mkdir -p "$WORK/kube"
+cd "$WORK/kube"
+go mod init rovn.local/k8s-bins >/dev/null 2>&1
+go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+
+# Replace directives of a dependency are ignored, so re-state kubernetes' own
+# ones here: local staging paths become the published staging version, any
+# other replacement is copied as is.
+replaces="$(go mod edit -json "$k8s_gomod" | jq -r '.Replace[]? | [.Old.Path, (.Old.Version // ""), .New.Path, (.New.Version // "")] | join("|")')"
+[[ -n "$replaces" ]] || die "no replace directives found in k8s.io/kubernetes@$K8S_VERSION go.mod; cannot derive the staging module list"
+staging_count=0
+while IFS='|' read -r old_path old_version new_path new_version; do
+	old="$old_path${old_version:+@$old_version}"
+	case "$new_path" in
+	./staging/* | staging/*)
+		go mod edit -replace="$old=$old_path@$STAGING_VERSION"
+		staging_count=$((staging_count + 1))
+		;;
+	./* | ../*)
+		die "k8s.io/kubernetes go.mod replaces $old with a non-staging local path $new_path; cannot reproduce it"
+		;;
+	*)
+		go mod edit -replace="$old=$new_path${new_version:+@$new_version}"
+		;;
+	esac
+done <<<"$replaces"
+log "replaced $staging_count staging modules with $STAGING_VERSION"
+
+# A tools file makes `go mod tidy` keep the commands' dependencies.
+cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+log "resolving dependencies (go mod tidy)"
+go mod tidy >&2 || die "go mod tidy failed for the kube-apiserver/kubectl module (see above)"
+# Stamp the release version (as the upstream build does) so that /version and
+# `kubectl version` report it instead of v0.0.0-master.
+minor="${K8S_VERSION#v1.}"
+minor="${minor%%.*}"
+version_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	version_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+log "building kube-apiserver and kubectl (slow on few cores)"
+go build -trimpath -ldflags="-s -w$version_ldflags" -o "$STAGE/" \
+	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl >&2 ||
+	die "go build of kube-apiserver/kubectl failed (see above)"
+log "kube-apiserver and kubectl built after $((SECONDS - start))s"
+
+# --- etcd --------------------------------------------------------------------
+mkdir -p "$WORK/etcd"
+cd "$WORK/etcd"
+go mod init rovn.local/etcd >/dev/null 2>&1
+go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+cat >main.go <<'EOF'
+// Command etcd runs the etcd server from go.etcd.io/etcd/server/v3.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
+EOF
+log "resolving etcd $ETCD_VERSION dependencies"
+go mod tidy >&2 || die "go mod tidy failed for the etcd wrapper module (see above)"
+log "building etcd"
+go build -trimpath -ldflags='-s -w' -o "$STAGE/etcd" . >&2 || die "go build of etcd failed (see above)"
+
+"$STAGE/kube-apiserver" --version >&2 || die "built kube-apiserver does not run"
+"$STAGE/kubectl" version --client >&2 || die "built kubectl does not run"
+"$STAGE/etcd" --version >&2 || die "built etcd does not run"
+
+date -u +%FT%TZ >"$STAGE/.complete"
+rm -rf "$OUT"
+mv "$STAGE" "$OUT"
+log "done in $((SECONDS - start))s"
+echo "$OUT"
