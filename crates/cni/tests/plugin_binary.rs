@@ -2,12 +2,63 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::net::UnixListener as StdUnixListener;
+use std::process::{Command as Process, Stdio};
 
 use cni::protocol::AgentResponse;
 use cni::{CniError, CniResult, Command, Interface, IpConfig, PodRef, Route};
-use serde_json::json;
-use support::{TestAgent, run_plugin};
+use serde_json::{Value, json};
+use support::TestAgent;
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub stdout: String,
+    pub exit_code: i32,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The CNI error code printed, asserting a failed exit.
+    pub fn error_code(&self) -> u64 {
+        assert_ne!(
+            self.exit_code, 0,
+            "expected a failure, got {:?}",
+            self.stdout
+        );
+        self.json()["code"]
+            .as_u64()
+            .expect("error object with a code")
+    }
+}
+
+/// Runs the real `rovn-cni` with exactly `env` and `stdin`.
+pub fn run_plugin(env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_rovn-cni"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn rovn-cni");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        exit_code: output.status.code().expect("exited normally"),
+    }
+}
 
 fn add_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
