@@ -75,6 +75,16 @@ pub fn run(var: impl Fn(&str) -> Option<String>, stdin: std::io::Result<Vec<u8>>
         Err(error) => return Outcome::failure(label, error),
     };
     let command = env.command;
+    if command == Command::Check && conf.prev_result.is_none() {
+        return Outcome::failure(
+            &conf.cni_version,
+            CniError::new(
+                CniError::INVALID_NETWORK_CONFIG,
+                "invalid network configuration",
+                "CHECK needs the ADD result as \"prevResult\"",
+            ),
+        );
+    }
     let request = AgentRequest {
         command,
         cni_version: conf.cni_version.clone(),

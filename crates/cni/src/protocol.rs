@@ -71,7 +71,7 @@ pub struct AgentRequest {
     pub ifname: Option<String>,
     /// The pod from `CNI_ARGS`: set for ADD and CHECK; for DEL when the runtime gave it.
     pub pod: Option<PodRef>,
-    /// `prevResult` of the configuration: the ADD result, given for CHECK and (usually) DEL.
+    /// `prevResult` of the configuration: the ADD result; always set for CHECK, usually for DEL.
     pub prev_result: Option<CniResult>,
     /// GC only: the attachments that are still valid; resources of any other may be removed.
     #[serde(default)]
@@ -111,6 +111,13 @@ pub enum CallError {
         /// The time waited.
         timeout: Duration,
     },
+    /// The agent closed or reset the connection without answering (e.g. it stopped or its
+    /// handler failed).
+    #[error("the rovn agent at {socket} closed the connection without answering")]
+    NoAnswer {
+        /// The socket path.
+        socket: String,
+    },
     /// Reading or writing the connection failed.
     #[error("talking to the rovn agent at {socket} failed: {source}")]
     Io {
@@ -130,7 +137,8 @@ pub enum CallError {
 }
 
 impl From<CallError> for CniError {
-    /// Unreachable agent and time-out → 11 (try again later); I/O → 5; undecodable answer → 6.
+    /// Unreachable agent, time-out and no answer → 11 (try again later); I/O → 5;
+    /// undecodable answer → 6.
     fn from(error: CallError) -> Self {
         let (code, msg) = match &error {
             CallError::Unreachable { .. } => (
@@ -140,6 +148,10 @@ impl From<CallError> for CniError {
             CallError::Timeout { .. } => (
                 CniError::TRY_AGAIN_LATER,
                 "rovn agent did not answer in time",
+            ),
+            CallError::NoAnswer { .. } => (
+                CniError::TRY_AGAIN_LATER,
+                "rovn agent closed the connection without answering",
             ),
             CallError::Io { .. } => (CniError::IO_FAILURE, "I/O error talking to the rovn agent"),
             CallError::BadResponse { .. } => (
@@ -168,6 +180,13 @@ pub fn call(
                 socket: name.clone(),
                 timeout,
             }
+        } else if matches!(
+            source.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            CallError::NoAnswer {
+                socket: name.clone(),
+            }
         } else {
             CallError::Io {
                 socket: name.clone(),
@@ -175,9 +194,15 @@ pub fn call(
             }
         }
     };
-    let mut stream = StdUnixStream::connect(socket).map_err(|source| CallError::Unreachable {
-        socket: name.clone(),
-        source,
+    let mut stream = connect(socket, timeout).map_err(|e| match e {
+        Some(source) => CallError::Unreachable {
+            socket: name.clone(),
+            source,
+        },
+        None => CallError::Timeout {
+            socket: name.clone(),
+            timeout,
+        },
     })?;
     let body = serde_json::to_vec(request).expect("a request always serializes");
     stream.set_write_timeout(Some(timeout)).map_err(io_error)?;
@@ -213,15 +238,25 @@ pub fn call(
         }
     }
     if answer.is_empty() {
-        return Err(CallError::BadResponse {
-            socket: name,
-            reason: "the connection was closed without an answer".into(),
-        });
+        return Err(CallError::NoAnswer { socket: name });
     }
     serde_json::from_slice(&answer).map_err(|e| CallError::BadResponse {
         socket: name,
         reason: e.to_string(),
     })
+}
+
+/// Connects to `socket`, giving up after `timeout` (a unix `connect` blocks while the
+/// listener's backlog is full, i.e. while the agent is not accepting). `Err(None)` is a time-out.
+fn connect(socket: &Path, timeout: Duration) -> Result<StdUnixStream, Option<io::Error>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = socket.to_owned();
+    // On time-out the thread is left blocked in connect; the plugin process exits soon after.
+    std::thread::spawn(move || sender.send(StdUnixStream::connect(path)));
+    match receiver.recv_timeout(timeout) {
+        Ok(connected) => connected.map_err(Some),
+        Err(_) => Err(None),
+    }
 }
 
 /// Binds the agent's socket at `path`: creates the parent directory, replaces a stale

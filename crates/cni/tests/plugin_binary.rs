@@ -308,6 +308,18 @@ fn invalid_configuration_gives_spec_codes() {
 }
 
 #[test]
+fn check_without_prev_result_is_refused_before_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = TestAgent::start(&dir.path().join("cni.sock"), answer_all);
+    let run = run_plugin(
+        &add_env(&[("CNI_COMMAND", "CHECK")]),
+        &conf("1.1.0", &agent.socket),
+    );
+    assert_eq!(run.error_code(), 7);
+    assert!(agent.requests().is_empty());
+}
+
+#[test]
 fn agent_not_running_gives_try_again_later_naming_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("absent.sock");
@@ -348,6 +360,22 @@ fn silent_or_broken_agents_give_clear_errors() {
         run.stdout
     );
     drop(silent);
+
+    // Closes without answering (agent stopped mid-request): try again later.
+    let socket = dir.path().join("closing.sock");
+    let listener = StdUnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || drop(listener.accept().unwrap()));
+    let run = run_plugin(&add_env(&[]), &conf("1.0.0", &socket));
+    server.join().unwrap();
+    assert_eq!(run.error_code(), 11);
+    assert!(
+        run.json()["details"]
+            .as_str()
+            .unwrap()
+            .contains("without answering"),
+        "{}",
+        run.stdout
+    );
 
     // Answers garbage: decode error.
     let socket = dir.path().join("garbage.sock");
