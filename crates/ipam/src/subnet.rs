@@ -67,6 +67,15 @@ impl Allocation {
             .chain(self.v6.map(IpAddr::V6))
     }
 
+    /// The addresses as the `ovn.kubernetes.io/ip_address` annotation writes them:
+    /// IPv4 first, comma-separated (the form [`AddressRequest::from_annotations`] reads).
+    pub fn ip_address_annotation(&self) -> String {
+        self.ips()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The address of `family`, if held.
     pub fn ip(&self, family: Family) -> Option<IpAddr> {
         match family {

@@ -271,6 +271,10 @@ fn dual_stack() {
     let a = s.allocate("ns/a", &dynamic()).unwrap();
     assert_eq!(a.v4.unwrap().to_string(), "10.0.2.2");
     assert_eq!(a.v6.unwrap().to_string(), "fd00:2::3");
+    assert_eq!(a.ip_address_annotation(), "10.0.2.2,fd00:2::3");
+    let round_trip =
+        AddressRequest::from_annotations(Some(&a.ip_address_annotation()), None).unwrap();
+    assert_eq!(s.allocate("ns/a", &round_trip).unwrap(), a);
     let b = s
         .allocate(
             "ns/b",
