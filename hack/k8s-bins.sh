@@ -56,7 +56,6 @@ fi
 
 command -v go >/dev/null 2>&1 ||
 	die "the Go toolchain ('go') is not on PATH; install Go >= 1.24 (https://go.dev/dl/) to build the Kubernetes test binaries"
-command -v jq >/dev/null 2>&1 || die "'jq' is not on PATH (needed to read module metadata); install jq"
 log "using $(go version)"
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
@@ -74,7 +73,7 @@ if ! meta="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>"$WORK/dow
 	[[ -n "${meta:-}" ]] && echo "$meta" >&2
 	die "cannot download k8s.io/kubernetes@$K8S_VERSION from the Go module proxy ($(go env GOPROXY)); check network access and GOPROXY"
 fi
-k8s_gomod="$(jq -r '.GoMod // empty' <<<"$meta")"
+k8s_gomod="$(sed -n 's/^[[:space:]]*"GoMod":[[:space:]]*"\(.*\)",\{0,1\}$/\1/p' <<<"$meta")"
 [[ -n "$k8s_gomod" && -f "$k8s_gomod" ]] || die "go mod download gave no go.mod for k8s.io/kubernetes@$K8S_VERSION: $meta"
 
 mkdir -p "$WORK/kube"
@@ -84,22 +83,30 @@ go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
 
 # Replace directives of a dependency are ignored, so re-state kubernetes' own
 # ones here: local staging paths become the published staging version, any
-# other replacement is copied as is.
-replaces="$(go mod edit -json "$k8s_gomod" | jq -r '.Replace[]? | [.Old.Path, (.Old.Version // ""), .New.Path, (.New.Version // "")] | join("|")')"
+# other replacement is copied as is. In the formatted go.mod every line with
+# "=>" is one replacement: `old [version] => new [version]`.
+replaces="$(go mod edit -fmt -print "$k8s_gomod" | sed -e 's#//.*##' -e 's/^[[:space:]]*replace[[:space:]]\{1,\}//' | grep '=>' || true)"
 [[ -n "$replaces" ]] || die "no replace directives found in k8s.io/kubernetes@$K8S_VERSION go.mod; cannot derive the staging module list"
 staging_count=0
-while IFS='|' read -r old_path old_version new_path new_version; do
-	old="$old_path${old_version:+@$old_version}"
+while read -r -a words; do
+	old="${words[0]}"
+	if [[ "${words[1]}" == "=>" ]]; then
+		new=("${words[@]:2}")
+	else
+		old+="@${words[1]}"
+		new=("${words[@]:3}")
+	fi
+	new_path="${new[0]}"
 	case "$new_path" in
 	./staging/* | staging/*)
-		go mod edit -replace="$old=$old_path@$STAGING_VERSION"
+		go mod edit -replace="$old=${old%@*}@$STAGING_VERSION"
 		staging_count=$((staging_count + 1))
 		;;
 	./* | ../*)
 		die "k8s.io/kubernetes go.mod replaces $old with a non-staging local path $new_path; cannot reproduce it"
 		;;
 	*)
-		go mod edit -replace="$old=$new_path${new_version:+@$new_version}"
+		go mod edit -replace="$old=$new_path${new[1]:+@${new[1]}}"
 		;;
 	esac
 done <<<"$replaces"
