@@ -21,6 +21,13 @@ impl MonitorSpec {
         Self::default()
     }
 
+    /// Every table of the schema with all its columns.
+    pub fn all_tables(schema: &Schema) -> Self {
+        MonitorSpec {
+            tables: schema.tables.keys().map(|t| (t.clone(), None)).collect(),
+        }
+    }
+
     /// Adds a table with all its columns.
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.tables.push((table.into(), None));
