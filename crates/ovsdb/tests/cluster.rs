@@ -1,0 +1,120 @@
+//! Leader-only client on a 3-member RAFT NB cluster: killing the leader in the middle of a
+//! stream of transactions.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::{HANG_GUARD, blocking};
+use ovsdb::{Client, ClientConfig, Error, Operation, Row};
+use testenv::ovn::OvnEnv;
+
+const NB: &str = "OVN_Northbound";
+
+fn insert_address_set(name: &str) -> Vec<Operation> {
+    vec![Operation::Insert {
+        table: "Address_Set".into(),
+        row: Row::new().with("name", name),
+        uuid_name: None,
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_follows_new_leader_and_keeps_every_acknowledged_transaction() {
+    let env = Arc::new(blocking(|| OvnEnv::builder().nb_cluster(3).start().unwrap()).await);
+    let remotes = env.nb_remotes();
+    let mut config = ClientConfig::from_remotes(&env.nb_remote())
+        .unwrap()
+        .with_leader_only(true);
+    config.backoff_max = std::time::Duration::from_millis(500);
+    let c = Client::connect(config).await.unwrap();
+
+    let e = env.clone();
+    let leader = blocking(move || e.nb_leader().unwrap()).await;
+    assert_eq!(
+        c.current_remote().unwrap().to_string(),
+        remotes[leader],
+        "leader-only client is on the leader"
+    );
+
+    // A stream of transactions from 4 concurrent writers; the leader is killed after 50.
+    let acked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let kill_after = 50;
+    let total = 400;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (c, acked, failed, next) = (c.clone(), acked.clone(), failed.clone(), next.clone());
+        let killed = killed_rx.clone();
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    break;
+                }
+                if i == kill_after + 10 {
+                    // Keep writing only once the kill happened, so the stream straddles it.
+                    let mut k = killed.clone();
+                    k.wait_for(|k| *k).await.unwrap();
+                }
+                let name = format!("as{i}");
+                match c.transact(NB, insert_address_set(&name)).await {
+                    Ok(_) => {
+                        acked.lock().unwrap().insert(name);
+                    }
+                    // Outcome unknown (connection lost) or refused while the cluster elects.
+                    Err(
+                        Error::Disconnected | Error::Rpc { .. } | Error::Txn { .. } | Error::Io(_),
+                    ) => {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(e) => panic!("unexpected error {e:?}"),
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(HANG_GUARD, async {
+        while acked.lock().unwrap().len() < kill_after {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("hang guard: first transactions");
+    let e = env.clone();
+    blocking(move || e.nb_kill_member(leader).unwrap()).await;
+    killed_tx.send_replace(true);
+    for w in writers {
+        tokio::time::timeout(HANG_GUARD, w)
+            .await
+            .expect("hang guard: writers")
+            .unwrap();
+    }
+
+    let e = env.clone();
+    let new_leader = blocking(move || e.nb_leader().unwrap()).await;
+    assert_ne!(new_leader, leader);
+    assert_eq!(
+        c.current_remote().unwrap().to_string(),
+        remotes[new_leader],
+        "client moved to the new leader"
+    );
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > kill_after + 100,
+        "writes continued after the kill: {} acked, {} failed",
+        acked.len(),
+        failed.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    let e = env.clone();
+    let names = blocking(move || {
+        e.nbctl(&["--bare", "--columns=name", "list", "Address_Set"])
+            .unwrap()
+    })
+    .await;
+    let in_db: BTreeSet<String> = names.split_whitespace().map(str::to_owned).collect();
+    let lost: Vec<_> = acked.difference(&in_db).collect();
+    assert!(lost.is_empty(), "acknowledged but missing: {lost:?}");
+}
