@@ -47,8 +47,10 @@ fi
 
 # Only one build at a time (several test binaries may call this script).
 exec 9>"$CACHE_ROOT/.k8s-bins.lock"
-log "waiting for the build lock $CACHE_ROOT/.k8s-bins.lock"
-flock 9
+if ! flock -n 9; then
+	log "another build is running; waiting for the lock $CACHE_ROOT/.k8s-bins.lock"
+	flock 9
+fi
 if is_complete; then
 	echo "$OUT"
 	exit 0

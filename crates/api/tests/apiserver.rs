@@ -425,6 +425,30 @@ async fn server_side_apply_of_status_merges_conditions_by_type() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_crd_manifest_applies_with_kubectl() -> Result<()> {
+    let (env, _client) = setup().await?;
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds.yaml");
+    let out = env.kubectl(&[
+        "apply".as_ref(),
+        "--server-side".as_ref(),
+        format!("--field-manager={INSTALLER}").as_ref(),
+        "-f".as_ref(),
+        manifest.as_os_str(),
+    ])?;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "customresourcedefinition.apiextensions.k8s.io/ips.kubeovn.io serverside-applied",
+            "customresourcedefinition.apiextensions.k8s.io/subnets.kubeovn.io serverside-applied",
+            "customresourcedefinition.apiextensions.k8s.io/vpcs.kubeovn.io serverside-applied",
+        ]
+    );
+    Ok(())
+}
+
 /// The manifest of issue 3, exactly as a user copies it from the OpenStack integration guide.
 const USER_MANIFEST: &str = "\
 apiVersion: kubeovn.io/v1
