@@ -32,7 +32,8 @@ use crate::unsupported::{FieldList, UnsupportedFields};
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+// Defaulted to `{}` by the API server, so a Vpc manifest without `spec` is valid.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true, "default" = {}))]
 pub struct VpcSpec {
     /// Namespaces whose pods use this VPC.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

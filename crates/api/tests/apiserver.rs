@@ -502,6 +502,11 @@ spec:
     localConnectIP: 169.254.0.1/30
 ---
 apiVersion: kubeovn.io/v1
+kind: Vpc
+metadata:
+  name: kovn-minimal
+---
+apiVersion: kubeovn.io/v1
 kind: Subnet
 metadata:
   name: kovn-subnet
@@ -534,7 +539,8 @@ async fn kube_ovn_manifests_apply_and_unsupported_fields_are_listed() -> Result<
     std::fs::write(&file, KUBE_OVN_MANIFESTS)?;
     env.kubectl(&["apply".as_ref(), "-f".as_ref(), file.as_os_str()])?;
 
-    let vpc = Api::<Vpc>::all(client.clone()).get("kovn-vpc").await?;
+    let vpcs = Api::<Vpc>::all(client.clone());
+    let vpc = vpcs.get("kovn-vpc").await?;
     assert_eq!(
         vpc.spec.unsupported_fields(),
         [
@@ -544,6 +550,8 @@ async fn kube_ovn_manifests_apply_and_unsupported_fields_are_listed() -> Result<
             "spec.vpcPeerings"
         ]
     );
+    let minimal = vpcs.get("kovn-minimal").await?;
+    assert_eq!(minimal.spec, VpcSpec::default());
     let subnet = Api::<Subnet>::all(client).get("kovn-subnet").await?;
     assert_eq!(subnet.spec.protocol, Some(Protocol::IPv4));
     assert_eq!(
