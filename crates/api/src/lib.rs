@@ -7,6 +7,7 @@
 
 pub mod annotations;
 pub mod condition;
+pub mod install;
 pub mod ip;
 pub mod ip_count;
 pub mod subnet;
@@ -32,7 +33,21 @@ pub const VERSION: &str = "v1";
 /// `apiVersion` of the resources.
 pub const API_VERSION: &str = "kubeovn.io/v1";
 
-/// The CustomResourceDefinitions of all resources of this crate, in a stable order.
+/// The body of a server-side apply of `status` to a resource of kind `K`:
+/// `{"apiVersion", "kind", "status"}`, for `Api::patch_status` with `Patch::Apply`.
+pub fn status_apply_patch<K>(status: &impl serde::Serialize) -> serde_json::Value
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+/// The CustomResourceDefinitions of all resources of this crate, in a stable
+/// order (install them with [`install::apply_crds`]).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Vpc::crd(), Subnet::crd(), IP::crd()]
 }

@@ -11,8 +11,7 @@ use api::{
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, CustomResourceExt, ResourceExt};
 use serde_json::json;
 use testenv::kube::KubeEnv;
 
@@ -23,23 +22,12 @@ const INSTALLER: &str = "rovn-api-tests";
 async fn setup() -> Result<(&'static KubeEnv, Client)> {
     let env = KubeEnv::shared()?;
     let client = env.client().await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in api::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(INSTALLER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("applying CRD {name}"))?;
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not Established"))??;
-    }
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        api::install::apply_crds(&client, INSTALLER),
+    )
+    .await
+    .context("CRDs not Established within 60 s")??;
     Ok((env, client))
 }
 
@@ -88,6 +76,34 @@ async fn crds_are_established_cluster_scoped_with_status_subresource() -> Result
             .into_iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
         assert!(established, "{name} not Established");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_reports_names_taken_by_another_crd() -> Result<()> {
+    // Its own API server: the conflicting CRD must not disturb the other tests.
+    let env = KubeEnv::start()?;
+    let client = env.client().await?;
+    let mut squatter = Vpc::crd();
+    squatter.metadata.name = Some("vpcz.kubeovn.io".into());
+    squatter.spec.names.plural = "vpcz".into();
+    squatter.spec.names.singular = Some("vpcz".into());
+    squatter.spec.names.short_names = None;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &squatter).await?;
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        api::install::apply_crds(&client, INSTALLER),
+    )
+    .await?
+    .expect_err("vpcs.kubeovn.io conflicts with vpcz.kubeovn.io");
+    match &error {
+        api::install::InstallError::NamesNotAccepted { crd, message } => {
+            assert_eq!(crd, "vpcs.kubeovn.io");
+            assert!(message.contains("Vpc"), "{message}");
+        }
+        other => bail!("unexpected error {other}"),
     }
     Ok(())
 }
@@ -368,7 +384,7 @@ async fn server_side_apply_of_status_merges_conditions_by_type() -> Result<()> {
     vpcs.create(&PostParams::default(), &vpc("ssa-vpc", VpcSpec::default()))
         .await?;
 
-    let apply = |status: VpcStatus| json!({"apiVersion": Vpc::api_version(&()), "kind": Vpc::kind(&()), "status": status});
+    let apply = |status: VpcStatus| api::status_apply_patch::<Vpc>(&status);
     let importer = VpcStatus {
         type_: Some(VpcType::External),
         router: Some("neutron-0d2e".into()),
@@ -593,7 +609,7 @@ async fn kubectl_get_shows_printer_columns() -> Result<()> {
     vpcs.patch_status(
         "cols-vpc",
         &ssa,
-        &Patch::Apply(json!({"apiVersion": "kubeovn.io/v1", "kind": "Vpc", "status": vpc_status})),
+        &Patch::Apply(api::status_apply_patch::<Vpc>(&vpc_status)),
     )
     .await?;
 
