@@ -30,7 +30,7 @@ use tempfile::TempDir;
 
 use crate::netns::{Bridge, Nic, Workload};
 use crate::pki::Pki;
-use chassis::Chassis;
+use chassis::{Chassis, Placement};
 use process::{Daemon, DaemonSpec, run_tool};
 use server::{Listeners, OvsdbCluster, OvsdbServer};
 
@@ -93,6 +93,7 @@ pub struct OvnEnvBuilder {
     sb: bool,
     northd: bool,
     chassis: Option<String>,
+    chassis_placement: Option<Placement>,
 }
 
 impl OvnEnvBuilder {
@@ -137,6 +138,16 @@ impl OvnEnvBuilder {
         self.sb = true;
         self.northd = true;
         self.chassis = Some(name.to_string());
+        self
+    }
+
+    /// Like [`chassis`](Self::chassis), but `ovs-vswitchd` and `br-int` live
+    /// in the initial network namespace, where a node agent under test
+    /// creates its veths. Only one such chassis runs on the machine at a
+    /// time: starting waits for a lock the previous one holds until dropped.
+    pub fn chassis_in_host_netns(mut self, name: &str) -> Self {
+        self = self.chassis(name);
+        self.chassis_placement = Some(Placement::HostNetns);
         self
     }
 
@@ -197,7 +208,9 @@ impl OvnEnvBuilder {
             let sb = env
                 .sb_remote()
                 .ok_or_else(|| anyhow!("a chassis needs SB"))?;
-            let chassis = Chassis::start(name, &env.dir().join("chassis"), &sb, |name| {
+            let placement = self.chassis_placement.unwrap_or(Placement::OwnNetns);
+            let dir = env.dir().join("chassis");
+            let chassis = Chassis::start(name, &dir, placement, &sb, |name| {
                 env.sbctl(&[
                     "--bare",
                     "--columns=name",
@@ -436,9 +449,10 @@ impl OvnEnv {
     }
 
     /// The name of the network namespace the chassis' `ovs-vswitchd` runs in
-    /// (the host ends of workload veths must be moved there).
-    pub fn chassis_netns(&self) -> Result<&str> {
-        Ok(self.chassis()?.netns().name())
+    /// (the host ends of workload veths must be moved there); `None` when it
+    /// runs in the initial namespace.
+    pub fn chassis_netns(&self) -> Result<Option<&str>> {
+        Ok(self.chassis()?.netns().map(|ns| ns.name()))
     }
 
     /// The chassis' `br-int`, to plug workloads into.

@@ -197,12 +197,13 @@ fn two_workloads_on_one_logical_switch_ping_each_other_and_vanish_on_drop() {
     );
 
     let (a_ns, b_ns) = (a.netns().name().to_string(), b.netns().name().to_string());
-    let chassis_ns = env.chassis_netns().unwrap().to_string();
+    let a_if = a.host_if().to_string();
+    let chassis_ns = env.chassis_netns().unwrap().expect("own netns").to_string();
     drop(a);
     assert!(!Netns::exists(&a_ns));
     let ports = env.vsctl(&["list-ports", "br-int"]).unwrap();
     assert!(
-        !ports.contains(&a_ns) && ports.contains(b.host_if()),
+        !ports.contains(&a_if) && ports.contains(b.host_if()),
         "{ports}"
     );
 
@@ -218,4 +219,60 @@ fn two_workloads_on_one_logical_switch_ping_each_other_and_vanish_on_drop() {
     for ns in [b_ns, chassis_ns] {
         assert!(!Netns::exists(&ns), "netns {ns} left behind");
     }
+}
+
+#[test]
+fn chassis_in_the_host_netns_plugs_veths_made_there() {
+    let env = OvnEnv::builder()
+        .chassis_in_host_netns("host-chassis")
+        .start()
+        .unwrap();
+    assert_eq!(env.chassis_netns().unwrap(), None);
+    assert!(env.br_int().unwrap().netns.is_none());
+    env.nbctl(&["ls-add", "sw0"]).unwrap();
+    for (lsp, mac, ip) in [
+        ("p1", "0a:00:00:00:01:01", "10.1.0.1"),
+        ("p2", "0a:00:00:00:01:02", "10.1.0.2"),
+    ] {
+        let addresses = format!("{mac} {ip}");
+        env.nbctl(&[
+            "lsp-add",
+            "sw0",
+            lsp,
+            "--",
+            "lsp-set-addresses",
+            lsp,
+            &addresses,
+        ])
+        .unwrap();
+    }
+    let p1 = env
+        .plug("p1", &Nic::new("0a:00:00:00:01:01", "10.1.0.1/24", None))
+        .unwrap();
+    let p2 = env
+        .plug("p2", &Nic::new("0a:00:00:00:01:02", "10.1.0.2/24", None))
+        .unwrap();
+    // The host end of the veth is in the initial namespace.
+    assert!(Path::new("/sys/class/net").join(p1.host_if()).exists());
+    env.wait_lsp_up("p1").unwrap();
+    env.wait_lsp_up("p2").unwrap();
+    assert!(p1.ping("10.1.0.2"));
+    let host_if = p1.host_if().to_string();
+    drop(p1);
+    assert!(!Path::new("/sys/class/net").join(&host_if).exists());
+    drop(p2);
+    drop(env);
+    for tap in ["br-int", "ovs-netdev"] {
+        assert!(
+            !Path::new("/sys/class/net").join(tap).exists(),
+            "{tap} left in the initial namespace"
+        );
+    }
+}
+
+#[test]
+fn environments_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<OvnEnv>();
+    assert_send_sync::<testenv::netns::Workload>();
 }

@@ -1,20 +1,37 @@
 //! One OVN chassis: the local Open_vSwitch `ovsdb-server`, `ovs-vswitchd`
-//! with the userspace datapath (inside its own network namespace, so several
-//! chassis or environments never clash on the `br-int`/`ovs-netdev` taps),
-//! and `ovn-controller` connected to SB.
+//! with the userspace datapath, and `ovn-controller` connected to SB.
+//!
+//! `ovs-vswitchd` makes kernel taps named `br-int` and `ovs-netdev`, so two of
+//! them clash in one network namespace. By default each chassis' vswitchd
+//! runs in a namespace of its own; a chassis in the initial namespace (for
+//! node agents that plug veths created there) holds a machine-wide lock for
+//! its lifetime, so such chassis run one after the other.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
+use nix::fcntl::{Flock, FlockArg};
 
-use super::process::{Daemon, DaemonSpec, run_tool};
+use super::process::{Daemon, DaemonSpec, run_plain, run_tool};
 use super::server::{Listeners, OvsdbServer};
 use crate::netns::{Bridge, Netns};
 
 const VSWITCH_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const INTEGRATION_BRIDGE: &str = "br-int";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Held by the chassis whose vswitchd runs in the initial network namespace.
+const HOST_NETNS_LOCK: &str = "rovn-testenv-host-vswitchd.lock";
+
+/// Where a chassis' `ovs-vswitchd` (and so `br-int`) lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// A network namespace of its own.
+    OwnNetns,
+    /// The initial network namespace, one such chassis at a time.
+    HostNetns,
+}
 
 /// A running chassis; its daemons stop (controller first) on drop.
 #[derive(Debug)]
@@ -23,7 +40,8 @@ pub(crate) struct Chassis {
     controller: Daemon,
     vswitchd: Daemon,
     ovs: OvsdbServer,
-    netns: Netns,
+    netns: Option<Netns>,
+    _host_lock: Option<Flock<File>>,
     name: String,
     dir: PathBuf,
 }
@@ -35,9 +53,14 @@ impl Chassis {
     pub fn start(
         name: &str,
         dir: &Path,
+        placement: Placement,
         sb_remote: &str,
         sb_has_chassis: impl Fn(&str) -> bool,
     ) -> Result<Self> {
+        let host_lock = match placement {
+            Placement::HostNetns => Some(lock_host_netns()?),
+            Placement::OwnNetns => None,
+        };
         let ovs = OvsdbServer::start_standalone(
             "ovs",
             dir,
@@ -75,16 +98,19 @@ impl Chassis {
             "other_config:disable-in-band=true",
         ])?;
 
-        let netns = Netns::new()?;
-        let mut vswitchd = Daemon::spawn(
-            DaemonSpec::new("vswitchd", dir, "ip")
+        let netns = match placement {
+            Placement::OwnNetns => Some(Netns::new()?),
+            Placement::HostNetns => None,
+        };
+        let spec = match &netns {
+            Some(ns) => DaemonSpec::new("vswitchd", dir, "ip")
                 .arg("netns")
                 .arg("exec")
-                .arg(netns.name())
-                .arg("ovs-vswitchd")
-                .arg(ovs.unix_remote())
-                .standard_files(true),
-        )?;
+                .arg(ns.name())
+                .arg("ovs-vswitchd"),
+            None => DaemonSpec::new("vswitchd", dir, "ovs-vswitchd"),
+        };
+        let mut vswitchd = Daemon::spawn(spec.arg(ovs.unix_remote()).standard_files(true))?;
         let mgmt = dir.join(format!("{INTEGRATION_BRIDGE}.mgmt"));
         let ctl = vswitchd.spec().ctl_path().display().to_string();
         vswitchd.wait_ready(READY_TIMEOUT, "ovs-vswitchd to open br-int", || {
@@ -105,6 +131,7 @@ impl Chassis {
             vswitchd,
             ovs,
             netns,
+            _host_lock: host_lock,
             name: name.to_string(),
             dir: dir.to_path_buf(),
         })
@@ -125,13 +152,13 @@ impl Chassis {
         Bridge {
             name: INTEGRATION_BRIDGE.to_string(),
             ovs_remote: self.ovs.unix_remote(),
-            netns: Some(self.netns.name().to_string()),
+            netns: self.netns.as_ref().map(|ns| ns.name().to_string()),
         }
     }
 
-    /// The network namespace `ovs-vswitchd` runs in.
-    pub fn netns(&self) -> &Netns {
-        &self.netns
+    /// The network namespace `ovs-vswitchd` runs in (`None`: the initial one).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     /// The directory of the chassis daemons (`OVS_RUNDIR`/`OVN_RUNDIR`).
@@ -166,4 +193,55 @@ impl Chassis {
             .flatten()
             .collect()
     }
+}
+
+impl Drop for Chassis {
+    /// In the initial namespace the userspace datapath leaves persistent taps
+    /// behind (`ovs-netdev` and one per internal interface such as `br-int`):
+    /// they are deleted once vswitchd has stopped (a namespace of its own just
+    /// vanishes). The fields then stop what still runs and release the lock.
+    fn drop(&mut self) {
+        self.controller.stop();
+        let taps = if self.netns.is_none() {
+            let internal = run_tool(
+                &self.dir,
+                "ovs-vsctl",
+                &[
+                    format!("--db={}", self.ovs.unix_remote()),
+                    "--timeout=5".to_string(),
+                    "--bare".to_string(),
+                    "--columns=name".to_string(),
+                    "find".to_string(),
+                    "Interface".to_string(),
+                    "type=internal".to_string(),
+                ],
+            )
+            .unwrap_or_default();
+            let mut taps: Vec<String> = internal.split_whitespace().map(str::to_string).collect();
+            taps.push("ovs-netdev".to_string());
+            taps
+        } else {
+            Vec::new()
+        };
+        self.vswitchd.stop();
+        for tap in taps {
+            if Path::new("/sys/class/net").join(&tap).exists() {
+                let _ = run_plain("ip", &["link", "del", &tap]);
+            }
+        }
+    }
+}
+
+/// Waits for (and takes) the machine-wide lock of the chassis in the initial
+/// network namespace.
+fn lock_host_netns() -> Result<Flock<File>> {
+    let path = std::env::temp_dir().join(HOST_NETNS_LOCK);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow!("locking {}: {errno}", path.display()))
 }
