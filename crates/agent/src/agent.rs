@@ -1,0 +1,431 @@
+//! The CNI operations: one [`Agent`] answers every request `rovn-cni` forwards.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cni::protocol::{AgentRequest, AgentResponse};
+use cni::{CniError, CniResult, Command, Interface, IpConfig, PodRef, Route};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+
+use crate::link::{self, Expected, LinkError, VethSpec};
+use crate::ovs::{IFACE_ID, LocalSwitch, PodPort};
+use crate::pod::{self, PodNetwork, PodNetworkError};
+use crate::port_up::PortUpWatch;
+
+/// Plugin-specific CNI error code: the pod's annotations cannot be used.
+pub const INVALID_POD_NETWORK: u32 = 100;
+/// Plugin-specific CNI error code: the OVS port could not be plugged or checked.
+pub const OVS_FAILURE: u32 = 101;
+
+/// Settings of the CNI operations.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The namespace holding the veth host ends (where `ovs-vswitchd` runs); `None`: the agent's.
+    pub host_netns: Option<PathBuf>,
+    /// MTU of the pod interfaces.
+    pub mtu: u32,
+    /// How long ADD waits for the controller's allocation annotations.
+    pub allocation_timeout: Duration,
+    /// How long ADD waits for OVN to report the port up.
+    pub port_up_timeout: Duration,
+}
+
+/// Serves the CNI operations of one node.
+pub struct Agent {
+    settings: AgentSettings,
+    pods: kube::Client,
+    switch: LocalSwitch,
+    port_up: Option<PortUpWatch>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("settings", &self.settings)
+            .field("switch", &self.switch)
+            .field("port_up", &self.port_up)
+            .finish()
+    }
+}
+
+/// The OVS port (and veth host end) name of an attachment: a hash of container id and
+/// interface name (15 characters at most, stable across ADD, CHECK, DEL and GC).
+pub fn host_if_name(container_id: &str, ifname: &str) -> String {
+    // FNV-1a, 64 bits: stable across releases, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}_h", hash >> 16)
+}
+
+fn error(code: u32, msg: &str, details: impl ToString) -> AgentResponse {
+    AgentResponse::Error(CniError::new(code, msg, details.to_string()))
+}
+
+fn link_error(problem: LinkError) -> AgentResponse {
+    let code = if problem.netns_missing {
+        CniError::INVALID_ENVIRONMENT
+    } else {
+        CniError::IO_FAILURE
+    };
+    error(code, "network interface set-up failed", problem)
+}
+
+fn pod_error(problem: PodNetworkError) -> AgentResponse {
+    let code = match problem {
+        PodNetworkError::Invalid { .. } | PodNetworkError::UidMismatch { .. } => INVALID_POD_NETWORK,
+        PodNetworkError::NotFound { .. }
+        | PodNetworkError::NotAllocated { .. }
+        | PodNetworkError::Api { .. } => CniError::TRY_AGAIN_LATER,
+    };
+    error(code, "the pod's network is not available", problem)
+}
+
+/// The request fields every attachment command has (the plugin validated them).
+struct Attachment<'a> {
+    container_id: &'a str,
+    ifname: &'a str,
+}
+
+fn attachment(request: &AgentRequest) -> Result<Attachment<'_>, AgentResponse> {
+    match (request.container_id.as_deref(), request.ifname.as_deref()) {
+        (Some(container_id), Some(ifname)) => Ok(Attachment {
+            container_id,
+            ifname,
+        }),
+        _ => Err(error(
+            CniError::INVALID_ENVIRONMENT,
+            "invalid environment variables: CNI_CONTAINERID, CNI_IFNAME",
+            "both are required",
+        )),
+    }
+}
+
+fn required<'a, T>(value: Option<&'a T>, what: &str) -> Result<&'a T, AgentResponse>
+where
+    T: ?Sized,
+{
+    value.ok_or_else(|| {
+        error(
+            CniError::INVALID_ENVIRONMENT,
+            &format!("invalid environment variables: {what}"),
+            format!("{what} is required"),
+        )
+    })
+}
+
+impl Agent {
+    /// An agent using `pods` to read pods, `switch` for OVS ports and, when given, `port_up`
+    /// to learn that OVN set a port up.
+    pub fn new(
+        settings: AgentSettings,
+        pods: kube::Client,
+        switch: LocalSwitch,
+        port_up: Option<PortUpWatch>,
+    ) -> Self {
+        Agent {
+            settings,
+            pods,
+            switch,
+            port_up,
+        }
+    }
+
+    /// The local switch.
+    pub fn switch(&self) -> &LocalSwitch {
+        &self.switch
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: AgentRequest) -> AgentResponse {
+        let outcome = match request.command {
+            Command::Add => self.add(&request).await,
+            Command::Del => self.del(&request).await,
+            Command::Check => self.check(&request).await,
+            Command::Status => self.status(),
+            Command::Gc => self.gc(&request).await,
+            Command::Version => Err(error(
+                CniError::INVALID_ENVIRONMENT,
+                "VERSION is answered by the plugin",
+                "",
+            )),
+        };
+        outcome.unwrap_or_else(|response| response)
+    }
+
+    async fn add(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+        let at = attachment(request)?;
+        let netns = required(request.netns.as_deref(), "CNI_NETNS")?;
+        let pod: &PodRef = required(request.pod.as_ref(), "K8S_POD_NAMESPACE/K8S_POD_NAME")?;
+        let network = pod::wait_for_network(
+            Api::<Pod>::namespaced(self.pods.clone(), &pod.namespace),
+            &pod.namespace,
+            &pod.name,
+            pod.uid.as_deref(),
+            self.settings.allocation_timeout,
+        )
+        .await
+        .map_err(pod_error)?;
+        let host_if = host_if_name(at.container_id, at.ifname);
+        let result = self
+            .attach(&network, pod, at.container_id, at.ifname, netns, &host_if)
+            .await;
+        if result.is_err() {
+            // Leave nothing half-made behind (the runtime's DEL would do the same).
+            let _ = self.detach(&host_if).await;
+        }
+        result.map(AgentResponse::Result)
+    }
+
+    async fn attach(
+        &self,
+        network: &PodNetwork,
+        pod: &PodRef,
+        container_id: &str,
+        ifname: &str,
+        netns: &str,
+        host_if: &str,
+    ) -> Result<CniResult, AgentResponse> {
+        let spec = VethSpec {
+            host_netns: self.settings.host_netns.clone(),
+            host_if: host_if.to_owned(),
+            pod_netns: PathBuf::from(netns),
+            pod_if: ifname.to_owned(),
+            mac: network.mac_bytes,
+            mtu: self.settings.mtu,
+            addresses: network.addresses.clone(),
+        };
+        let veth = link::run_on_own_thread("rovn-add", move || link::create(spec))
+            .await
+            .map_err(link_error)?;
+        let ips: Vec<String> = network
+            .addresses
+            .iter()
+            .map(|a| a.address.addr().to_string())
+            .collect();
+        self.switch
+            .plug(&PodPort {
+                host_if: host_if.to_owned(),
+                iface_id: network.port_name.clone(),
+                mac: network.mac.clone(),
+                pod_namespace: pod.namespace.clone(),
+                pod_name: pod.name.clone(),
+                container_id: container_id.to_owned(),
+                ifname: ifname.to_owned(),
+                netns: netns.to_owned(),
+                ips: ips.join(","),
+            })
+            .await
+            .map_err(|e| error(OVS_FAILURE, "plugging the pod's port into OVS failed", e))?;
+        self.wait_port_up(&network.port_name, host_if).await?;
+
+        let mut result = CniResult {
+            interfaces: vec![
+                Interface {
+                    name: host_if.to_owned(),
+                    mac: Some(veth.host_mac),
+                    ..Default::default()
+                },
+                Interface {
+                    name: ifname.to_owned(),
+                    mac: Some(network.mac.clone()),
+                    mtu: Some(self.settings.mtu),
+                    sandbox: Some(netns.to_owned()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        for address in &network.addresses {
+            result.ips.push(IpConfig {
+                address: address.address,
+                gateway: address.gateway,
+                interface: Some(1),
+            });
+            if let Some(gateway) = address.gateway {
+                let dst = match gateway {
+                    IpAddr::V4(_) => "0.0.0.0/0",
+                    IpAddr::V6(_) => "::/0",
+                };
+                result.routes.push(Route {
+                    dst: dst.parse().expect("a valid default prefix"),
+                    gw: Some(gateway),
+                    mtu: None,
+                    advmss: None,
+                    priority: None,
+                    table: None,
+                    scope: None,
+                });
+            }
+        }
+        Ok(result)
+    }
+
+    /// Waits until ovn-controller installed the port on this chassis and, with an NB
+    /// monitor, until the Logical_Switch_Port is `up=true`.
+    async fn wait_port_up(&self, port_name: &str, host_if: &str) -> Result<(), AgentResponse> {
+        let timeout = self.settings.port_up_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        if !self.switch.wait_installed(host_if, timeout).await {
+            return Err(error(
+                CniError::TRY_AGAIN_LATER,
+                "the pod's port did not come up",
+                format!(
+                    "ovn-controller did not mark OVS interface {host_if} (iface-id {port_name}) \
+                     ovn-installed within {timeout:?}: is logical switch port {port_name} in the \
+                     Northbound database and ovn-controller running?"
+                ),
+            ));
+        }
+        if let Some(watch) = &self.port_up {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !watch.wait_up(port_name, remaining).await {
+                return Err(error(
+                    CniError::TRY_AGAIN_LATER,
+                    "the pod's port did not come up",
+                    format!("logical switch port {port_name} was not up=true within {timeout:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the OVS port and the veth of `host_if`; nothing there is fine.
+    async fn detach(&self, host_if: &str) -> Result<(), AgentResponse> {
+        self.switch
+            .unplug(host_if)
+            .await
+            .map_err(|e| error(OVS_FAILURE, "removing the pod's OVS port failed", e))?;
+        let host_netns = self.settings.host_netns.clone();
+        let name = host_if.to_owned();
+        link::run_on_own_thread("rovn-del", move || link::delete(host_netns, name))
+            .await
+            .map_err(link_error)?;
+        Ok(())
+    }
+
+    async fn del(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+        let at = attachment(request)?;
+        self.detach(&host_if_name(at.container_id, at.ifname))
+            .await?;
+        Ok(AgentResponse::Done)
+    }
+
+    async fn check(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+        let at = attachment(request)?;
+        let netns = required(request.netns.as_deref(), "CNI_NETNS")?;
+        let pod = required(request.pod.as_ref(), "K8S_POD_NAMESPACE/K8S_POD_NAME")?;
+        let prev = required(request.prev_result.as_ref(), "prevResult")?;
+        let host_if = host_if_name(at.container_id, at.ifname);
+        let pod_index = prev
+            .interfaces
+            .iter()
+            .position(|i| i.name == at.ifname && i.sandbox.is_some());
+        let mac = pod_index.and_then(|i| prev.interfaces[i].mac.clone());
+        let addresses: Vec<IpNet> = prev
+            .ips
+            .iter()
+            .filter(|ip| ip.interface.is_none() || ip.interface.map(|i| i as usize) == pod_index)
+            .map(|ip| ip.address)
+            .collect();
+        let gateways: Vec<IpAddr> = prev
+            .routes
+            .iter()
+            .filter(|r| r.dst.prefix_len() == 0)
+            .filter_map(|r| r.gw)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let expected = Expected {
+            host_netns: self.settings.host_netns.clone(),
+            host_if: host_if.clone(),
+            pod_netns: PathBuf::from(netns),
+            pod_if: at.ifname.to_owned(),
+            mac,
+            addresses,
+            gateways,
+        };
+        link::run_on_own_thread("rovn-check", move || link::check(expected))
+            .await
+            .map_err(link_error)?;
+        let port_name = pod::port_name(&pod.namespace, &pod.name);
+        let iface = self.switch.interface(&host_if).ok_or_else(|| {
+            error(
+                OVS_FAILURE,
+                "the pod's OVS port is missing",
+                format!("no OVS interface {host_if}"),
+            )
+        })?;
+        if iface.external_ids.get(IFACE_ID) != Some(&port_name) {
+            return Err(error(
+                OVS_FAILURE,
+                "the pod's OVS port is bound to another logical port",
+                format!(
+                    "interface {host_if} has iface-id {:?}, expected {port_name}",
+                    iface.external_ids.get(IFACE_ID)
+                ),
+            ));
+        }
+        if let Some(problem) = iface.error.filter(|e| !e.is_empty()) {
+            return Err(error(OVS_FAILURE, "the pod's OVS port has an error", problem));
+        }
+        if iface.ofport.is_none_or(|port| port <= 0) {
+            return Err(error(
+                OVS_FAILURE,
+                "the pod's OVS port is not attached",
+                format!("interface {host_if} has no OpenFlow port"),
+            ));
+        }
+        Ok(AgentResponse::Done)
+    }
+
+    fn status(&self) -> Result<AgentResponse, AgentResponse> {
+        self.switch
+            .ready()
+            .map_err(|reason| error(CniError::PLUGIN_NOT_AVAILABLE, "rovn agent not ready", reason))?;
+        if let Some(watch) = &self.port_up
+            && !watch.synced()
+        {
+            return Err(error(
+                CniError::PLUGIN_NOT_AVAILABLE,
+                "rovn agent not ready",
+                "not connected to the Northbound database",
+            ));
+        }
+        Ok(AgentResponse::Done)
+    }
+
+    async fn gc(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+        let valid: BTreeSet<(&str, &str)> = request
+            .valid_attachments
+            .iter()
+            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+            .collect();
+        for port in self.switch.owned_ports() {
+            if !valid.contains(&(port.container_id.as_str(), port.ifname.as_str())) {
+                self.detach(&port.host_if).await?;
+            }
+        }
+        Ok(AgentResponse::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_if_names_are_short_stable_and_distinct() {
+        let a = host_if_name("0123456789abcdef", "eth0");
+        assert_eq!(a, host_if_name("0123456789abcdef", "eth0"));
+        assert!(a.len() <= 15, "{a}");
+        assert_ne!(a, host_if_name("0123456789abcdef", "eth1"));
+        assert_ne!(a, host_if_name("0123456789abcdee", "eth0"));
+    }
+}

@@ -1,0 +1,21 @@
+//! `rovn-agent`, the node agent of rovn.
+//!
+//! - [`chassis`]: on start, the OVN chassis settings of the local Open_vSwitch database and
+//!   `br-int`, written with our OVSDB client.
+//! - [`agent`]: the CNI operations `rovn-cni` forwards over its unix socket: ADD waits for
+//!   the controller's Kube-OVN annotations ([`pod`]), makes the pod's veth ([`link`], on a
+//!   thread of its own per operation because `setns` is per thread, with rtnetlink and the
+//!   `SIOCETHTOOL` ioctl of [`ethtool`]), plugs the host end into `br-int` ([`ovs`]) and
+//!   answers once OVN reports the port up ([`port_up`], or ovn-controller's `ovn-installed`);
+//!   DEL, CHECK, STATUS and GC.
+
+pub mod agent;
+pub mod changes;
+pub mod chassis;
+pub mod ethtool;
+pub mod link;
+pub mod ovs;
+pub mod pod;
+pub mod port_up;
+
+pub use agent::{Agent, AgentSettings, host_if_name};
