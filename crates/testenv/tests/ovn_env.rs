@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use testenv::netns::{Netns, Nic};
-use testenv::ovn::{Component, OvnEnv};
+use testenv::ovn::{Component, OvnEnv, wait_until};
+use testenv::pki::Pki;
 
 /// Whether a process with this pid exists and is not a zombie.
 fn alive(pid: u32) -> bool {
@@ -78,6 +79,29 @@ fn ssl_listener_accepts_the_pki_client_certificate() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("(secure)"));
+
+    // A certificate from another CA is refused.
+    let stranger = Pki::new().unwrap();
+    let out = Command::new("ovn-nbctl")
+        .args(stranger.client().cli_args())
+        .args([&format!("--db={ssl}"), "--timeout=3", "ls-list"])
+        .env_remove("OVN_NB_DAEMON")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "stranger accepted: {out:?}");
+}
+
+#[test]
+fn wait_until_names_what_it_waited_for() {
+    let err = wait_until(Duration::from_millis(50), "the impossible", || None::<()>).unwrap_err();
+    assert!(err.to_string().contains("the impossible"), "{err}");
+    let mut calls = 0;
+    let value = wait_until(Duration::from_secs(5), "three calls", || {
+        calls += 1;
+        (calls == 3).then_some(calls)
+    })
+    .unwrap();
+    assert_eq!(value, 3);
 }
 
 #[test]
@@ -120,7 +144,7 @@ fn nb_cluster_elects_a_leader_and_survives_its_death() {
 fn northd_translates_nb_switches_into_sb_datapaths() {
     let env = OvnEnv::builder().northd().start().unwrap();
     env.nbctl(&["ls-add", "sw0"]).unwrap();
-    let found = testenv::ovn::wait_until(Duration::from_secs(30), "datapath sw0 in SB", || {
+    let found = wait_until(Duration::from_secs(30), "datapath sw0 in SB", || {
         let out = env
             .sbctl(&[
                 "--bare",
@@ -165,7 +189,7 @@ fn two_workloads_on_one_logical_switch_ping_each_other_and_vanish_on_drop() {
     let a = env
         .plug(
             "lsp-a",
-            &Nic::new("0a:00:00:00:00:0a", "10.0.0.10/24", None),
+            &Nic::new("0a:00:00:00:00:0a", "10.0.0.10/24", Some("10.0.0.1")),
         )
         .unwrap();
     let b = env
@@ -184,6 +208,12 @@ fn two_workloads_on_one_logical_switch_ping_each_other_and_vanish_on_drop() {
     );
     let mtu = a.exec(&["cat", "/sys/class/net/eth0/mtu"]).unwrap();
     assert_eq!(mtu.trim(), "1400");
+    let route = a.exec(&["ip", "route", "show", "default"]).unwrap();
+    assert!(route.contains("default via 10.0.0.1 dev eth0"), "{route}");
+    let link = a.exec(&["ip", "-o", "link", "show", "eth0"]).unwrap();
+    assert!(link.contains("0a:00:00:00:00:0a"), "{link}");
+    let offload = a.exec(&["ethtool", "-k", "eth0"]).unwrap();
+    assert!(offload.contains("tx-checksumming: off"), "{offload}");
 
     let chassis_version = env.appctl(Component::Controller, &["version"]).unwrap();
     assert!(
