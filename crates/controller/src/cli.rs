@@ -12,7 +12,11 @@ use clap::Parser;
 pub struct Args {
     /// OVN Northbound remotes, comma-separated (`unix:PATH`, `tcp:HOST:PORT`,
     /// `ssl:HOST:PORT`); several for a clustered database.
-    #[arg(long, env = "ROVN_OVN_NB", default_value = "unix:/var/run/ovn/ovnnb_db.sock")]
+    #[arg(
+        long,
+        env = "ROVN_OVN_NB",
+        default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+    )]
     pub ovn_nb: String,
     /// Private key (PEM) for `ssl:` remotes.
     #[arg(long)]

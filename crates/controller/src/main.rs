@@ -2,19 +2,24 @@
 //! reconcilers, stopped gracefully on SIGTERM/SIGINT.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Parser;
+
 use controller::cli::Args;
+use controller::context::Context;
 use controller::http::{self, Probes};
 use controller::leader::{LeaderElector, LeaseTiming};
 use controller::metrics::Metrics;
+use controller::{import, vpc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tracing::info;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,6 +36,13 @@ async fn main() -> anyhow::Result<()> {
     let probes = Probes::new(Arc::new(registry), ready_rx);
     let http = tokio::spawn(http::serve(args.metrics_addr, probes, shutdown_rx.clone()));
 
+    // Every replica connects to OVN and checks the schema: a standby is
+    // ready to take over at once.
+    let ctx = Context::connect(&args, client.clone(), metrics.clone())
+        .await
+        .context("connecting to the OVN Northbound database")?;
+    ready_tx.send_replace(true);
+
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let elector = LeaderElector::new(
         Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
@@ -38,30 +50,61 @@ async fn main() -> anyhow::Result<()> {
         &identity,
         LeaseTiming::default(),
     );
-    let (leading_tx, mut leading_rx) = watch::channel(false);
+    let (leading_tx, leading_rx) = watch::channel(false);
     let election = tokio::spawn(elector.run(leading_tx, shutdown_rx.clone()));
-    // A standby replica is ready: it can take over at any time.
-    ready_tx.send_replace(true);
 
     let mut sigterm = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-        _ = leading_rx.wait_for(|leading| *leading) => {
-            info!(%identity, "leading");
-            tokio::select! {
-                _ = sigterm.recv() => info!("SIGTERM: shutting down"),
-                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-                _ = leading_rx.wait_for(|leading| !*leading) => {
-                    anyhow::bail!("lost leadership: exiting so that only the new leader writes");
-                }
-            }
-        }
-    }
+    let outcome = tokio::select! {
+        _ = sigterm.recv() => { info!("SIGTERM: shutting down"); Ok(()) }
+        _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); Ok(()) }
+        // Dropping `lead` stops every writer before the Lease is released.
+        result = lead(ctx, leading_rx, &identity) => result,
+    };
     shutdown_tx.send_replace(true);
     let _ = election.await;
     http.await??;
-    Ok(())
+    outcome
+}
+
+/// Waits for leadership, then runs the writers (importer, VPC reconciler)
+/// until leadership is lost or one of them fails.
+async fn lead(
+    ctx: Arc<Context>,
+    mut leading: watch::Receiver<bool>,
+    identity: &str,
+) -> anyhow::Result<()> {
+    leading.wait_for(|leading| *leading).await?;
+    info!(%identity, "leading: starting the importer and reconcilers");
+    let mut writers = JoinSet::new();
+    let importer = ctx.clone();
+    writers.spawn(async move { import::run(importer).await.context("importer") });
+    let reconciler = ctx.clone();
+    writers.spawn(async move {
+        vpc::run(reconciler).await;
+        anyhow::bail!("the Vpc reconciler stopped")
+    });
+    let default_vpc = ctx.clone();
+    writers.spawn(async move {
+        // Retried until it succeeds: the API may not serve the CRD yet.
+        while let Err(err) = vpc::ensure_default_vpc(&default_vpc).await {
+            warn!(error = %err, "could not apply the default VPC; retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // Done; only the other writers' end is a reason to stop.
+        std::future::pending::<anyhow::Result<()>>().await
+    });
+    tokio::select! {
+        _ = leading.wait_for(|leading| !*leading) => {
+            anyhow::bail!("lost leadership: exiting so that only the new leader writes")
+        }
+        Some(result) = writers.join_next() => {
+            match result {
+                Ok(Ok(())) => anyhow::bail!("a writer stopped"),
+                Ok(Err(err)) => Err(err),
+                Err(err) => Err(err.into()),
+            }
+        }
+    }
 }
 
 fn init_logging(json: bool) {
