@@ -127,6 +127,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Tunables.
     pub settings: Settings,
+    /// Address management of every Subnet: the Subnet reconciler registers
+    /// subnets, the pod reconciler allocates and releases addresses.
+    pub ipam: std::sync::Mutex<ipam::Ipam>,
 }
 
 impl Context {
@@ -143,6 +146,7 @@ impl Context {
             nb_replica,
             metrics,
             settings: Settings::from_args(args),
+            ipam: std::sync::Mutex::new(ipam::Ipam::default()),
         }))
     }
 
