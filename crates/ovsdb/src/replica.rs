@@ -363,7 +363,7 @@ impl Replica {
                             else {
                                 continue;
                             };
-                            let v = ty.apply_diff(row.get(&c), d);
+                            let v = ty.apply_diff(row.remove(&c), d);
                             row.set(c, ty.normalize(v));
                         }
                         Some(row)

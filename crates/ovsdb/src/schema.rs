@@ -1,7 +1,7 @@
 //! Database schemas as returned by `get_schema` (RFC 7047 section 3.2), and checks that the
 //! tables and columns a program needs exist (extra ones are tolerated).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
 
@@ -145,13 +145,17 @@ impl ColumnType {
 
     /// Applies an `update2`/`update3` "modify" diff for this column to `old` (RFC 7047 draft
     /// semantics used by ovsdb-server): scalars take the new value, sets toggle the listed
-    /// elements, maps remove identical pairs and add or replace the others.
-    pub fn apply_diff(&self, old: Option<&Value>, diff: Value) -> Value {
+    /// elements, maps remove identical pairs and add or replace the others. `old` is updated
+    /// in place (no copy of large sets).
+    pub fn apply_diff(&self, old: Option<Value>, diff: Value) -> Value {
         if self.is_scalar() {
             return diff;
         }
         if self.is_map() {
-            let mut m = old.and_then(Value::as_map).cloned().unwrap_or_default();
+            let mut m = match old {
+                Some(Value::Map(m)) => m,
+                _ => BTreeMap::new(),
+            };
             if let Value::Map(d) = diff {
                 for (k, v) in d {
                     match m.get(&k) {
@@ -166,8 +170,17 @@ impl ColumnType {
             }
             return Value::Map(m);
         }
-        let mut s = old.map(Value::to_set).unwrap_or_default();
-        for a in diff.to_set() {
+        let mut s = match old {
+            Some(Value::Set(s)) => s,
+            Some(Value::Atom(a)) => std::iter::once(a).collect(),
+            _ => BTreeSet::new(),
+        };
+        let toggle = match diff {
+            Value::Set(d) => d,
+            Value::Atom(a) => std::iter::once(a).collect(),
+            Value::Map(_) => BTreeSet::new(),
+        };
+        for a in toggle {
             if !s.remove(&a) {
                 s.insert(a);
             }
@@ -325,14 +338,14 @@ mod tests {
         let tags = &t["tags"].kind;
         let old = Value::set(["a", "b"]);
         assert_eq!(
-            tags.apply_diff(Some(&old), Value::set(["b", "c"])),
+            tags.apply_diff(Some(old), Value::set(["b", "c"])),
             Value::set(["a", "c"])
         );
         let ids = &t["ids"].kind;
         let old = Value::map([("k1", "v1"), ("k2", "v2")]);
         assert_eq!(
             ids.apply_diff(
-                Some(&old),
+                Some(old),
                 Value::map([("k1", "v1"), ("k2", "x"), ("k3", "y")])
             ),
             Value::map([("k2", "x"), ("k3", "y")])
