@@ -407,7 +407,7 @@ async fn start_monitor(conn: &Connection, id: &str, replica: &Replica) -> Result
                 let out = res.and_then(|j| {
                     let rep = MonitorReply::parse(method, &j)?;
                     if rep.found {
-                        r.apply(rep.updates, rep.last_txn_id)?;
+                        r.resume(rep.updates, rep.last_txn_id)?;
                     } else {
                         r.resync(rep.updates, rep.last_txn_id)?;
                     }

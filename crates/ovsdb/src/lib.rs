@@ -20,7 +20,7 @@ pub mod value;
 pub use client::{Client, ClientConfig, LockWatch};
 pub use error::{Error, Result};
 pub use monitor::MonitorSpec;
-pub use replica::{Replica, RowEvent};
+pub use replica::{Replica, RowEvent, SyncStats};
 pub use schema::Schema;
 pub use transact::{
     Condition, Function, Mutation, Mutator, Operation, OperationResult, TxnBuilder, TxnResult,

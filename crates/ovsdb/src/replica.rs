@@ -60,6 +60,15 @@ impl RowEvent {
     }
 }
 
+/// How often the replica was (re)synchronized, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Complete snapshots received (first sync, or resume impossible), diffed into events.
+    pub full: u64,
+    /// `monitor_cond_since` resumes where the server still had our last transaction id.
+    pub resumed: u64,
+}
+
 type Ids = BTreeSet<Uuid>;
 
 #[derive(Debug, Default)]
@@ -129,6 +138,7 @@ impl TableData {
 struct State {
     tables: HashMap<String, TableData>,
     last_txn_id: Option<String>,
+    stats: SyncStats,
 }
 
 struct Shared {
@@ -209,6 +219,7 @@ impl Replica {
             state: RwLock::new(State {
                 tables,
                 last_txn_id: None,
+                stats: SyncStats::default(),
             }),
             subscribers: Mutex::new(Vec::new()),
             synced: watch::channel(false).0,
@@ -283,6 +294,11 @@ impl Replica {
         self.read().last_txn_id.clone()
     }
 
+    /// Counts of full and resumed synchronizations so far.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.read().stats
+    }
+
     /// A stream of every change applied from now on. Events are never dropped; a subscriber that
     /// does not read accumulates them.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RowEvent> {
@@ -335,71 +351,107 @@ impl Replica {
         subs.retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
     }
 
-    /// Applies incremental changes (notifications, or a resumed `monitor_cond_since`).
+    /// Applies the changes a resumed `monitor_cond_since` returned.
+    pub(crate) fn resume(&self, updates: TableUpdates, last_txn_id: Option<String>) -> Result<()> {
+        self.apply(updates, last_txn_id)?;
+        self.0
+            .state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats
+            .resumed += 1;
+        Ok(())
+    }
+
+    /// Applies incremental changes (notifications).
+    ///
+    /// Events are queued to subscribers before the write lock is released, so a consumer that
+    /// sees a state in the replica already has every event leading to it. On malformed input
+    /// the changes before the bad row stay applied (with their events) and the error is
+    /// returned: the caller drops the connection and the next sync repairs the rest.
     pub(crate) fn apply(&self, updates: TableUpdates, last_txn_id: Option<String>) -> Result<()> {
         let mut events = Vec::new();
-        {
-            let mut st = self.0.state.write().unwrap_or_else(|p| p.into_inner());
-            for (table, uuid, change) in updates {
-                let Some(td) = st.tables.get_mut(&table) else {
-                    return Err(Error::protocol(format!(
-                        "update for unmonitored table {table}"
-                    )));
-                };
-                let old = td.rows.get(&uuid).cloned();
-                let new = match change {
-                    RowUpdate::Insert(row) => Some(self.full_row(&table, uuid, row)),
-                    RowUpdate::Delete | RowUpdate::OldNew { new: None, .. } => None,
-                    RowUpdate::Modify(diff) => {
-                        let Some(old) = &old else {
-                            return Err(Error::protocol(format!(
-                                "modify of unknown row {table} {uuid}"
-                            )));
-                        };
-                        let mut row = (**old).clone();
-                        let cols = self.0.columns.get(&table);
-                        for (c, d) in diff {
-                            let Some((_, ty)) = cols.into_iter().flatten().find(|(n, _)| *n == c)
-                            else {
-                                continue;
-                            };
-                            let v = ty.apply_diff(row.remove(&c), d);
-                            row.set(c, ty.normalize(v));
-                        }
-                        Some(row)
-                    }
-                    RowUpdate::OldNew { new: Some(new), .. } => {
-                        let mut row = old
-                            .as_deref()
-                            .cloned()
-                            .unwrap_or_else(|| self.full_row(&table, uuid, Row::new()));
-                        let cols = self.0.columns.get(&table);
-                        for (c, v) in new {
-                            if let Some((_, ty)) = cols.into_iter().flatten().find(|(n, _)| *n == c)
-                            {
-                                row.set(c, ty.normalize(v));
-                            }
-                        }
-                        Some(row)
-                    }
-                };
-                let new = new.map(Arc::new);
-                match &new {
-                    Some(n) => {
-                        td.put(uuid, n.clone());
-                    }
-                    None => {
-                        td.remove(uuid);
-                    }
+        let mut st = self.0.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut result = Ok(());
+        for (table, uuid, change) in updates {
+            match self.apply_row(&mut st, &table, uuid, change) {
+                Ok(ev) => events.extend(ev),
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
-                events.extend(diff_event(&table, old, new));
-            }
-            if last_txn_id.is_some() {
-                st.last_txn_id = last_txn_id;
             }
         }
+        if result.is_ok() && last_txn_id.is_some() {
+            st.last_txn_id = last_txn_id;
+        }
         self.emit(events);
-        Ok(())
+        drop(st);
+        result
+    }
+
+    /// Applies one row change; returns the event it causes, if any.
+    fn apply_row(
+        &self,
+        st: &mut State,
+        table: &str,
+        uuid: Uuid,
+        change: RowUpdate,
+    ) -> Result<Option<RowEvent>> {
+        let Some(td) = st.tables.get_mut(table) else {
+            return Err(Error::protocol(format!(
+                "update for unmonitored table {table}"
+            )));
+        };
+        let cols = self.0.columns.get(table);
+        let column_type = |c: &str| {
+            cols.into_iter()
+                .flatten()
+                .find(|(n, _)| n == c)
+                .map(|(_, ty)| ty)
+        };
+        let old = td.rows.get(&uuid).cloned();
+        let new = match change {
+            RowUpdate::Insert(row) => Some(self.full_row(table, uuid, row)),
+            RowUpdate::Delete | RowUpdate::OldNew { new: None, .. } => None,
+            RowUpdate::Modify(diff) => {
+                let Some(old) = &old else {
+                    return Err(Error::protocol(format!(
+                        "modify of unknown row {table} {uuid}"
+                    )));
+                };
+                let mut row = (**old).clone();
+                for (c, d) in diff {
+                    if let Some(ty) = column_type(&c) {
+                        let v = ty.apply_diff(row.remove(&c), d);
+                        row.set(c, ty.normalize(v));
+                    }
+                }
+                Some(row)
+            }
+            RowUpdate::OldNew { new: Some(new), .. } => {
+                let mut row = old
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| self.full_row(table, uuid, Row::new()));
+                for (c, v) in new {
+                    if let Some(ty) = column_type(&c) {
+                        row.set(c, ty.normalize(v));
+                    }
+                }
+                Some(row)
+            }
+        };
+        let new = new.map(Arc::new);
+        match &new {
+            Some(n) => {
+                td.put(uuid, n.clone());
+            }
+            None => {
+                td.remove(uuid);
+            }
+        }
+        Ok(diff_event(table, old, new))
     }
 
     /// Replaces the whole contents with `updates` (a complete snapshot) and emits exactly the
@@ -450,8 +502,9 @@ impl Replica {
                 }
             }
             st.last_txn_id = last_txn_id;
+            st.stats.full += 1;
+            self.emit(events);
         }
-        self.emit(events);
         Ok(())
     }
 }
