@@ -209,3 +209,59 @@ async fn monitor_resumes_on_another_member_with_exactly_the_missed_changes() {
     // new (insert), gone (delete), keep (modify).
     assert_eq!(model.events - initial, 3);
 }
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_only_client_leaves_a_server_that_lost_leadership() {
+    let env = Arc::new(blocking(|| OvnEnv::builder().nb_cluster(3).start().unwrap()).await);
+    let remotes = env.nb_remotes();
+    let mut config = ClientConfig::from_remotes(&env.nb_remote())
+        .unwrap()
+        .with_leader_only(true);
+    // Long probe: the move must come from `_Server` saying "not leader", not from a dead socket.
+    config.probe_interval = Some(std::time::Duration::from_secs(120));
+    config.backoff_max = std::time::Duration::from_millis(500);
+    let c = Client::connect(config).await.unwrap();
+    let e = env.clone();
+    let leader = blocking(move || e.nb_leader().unwrap()).await;
+    assert_eq!(c.current_remote().unwrap().to_string(), remotes[leader]);
+
+    // Freeze the leader until the others elect a new one, then let it run again: it steps
+    // down, its `_Server` row says so, and the client moves.
+    let e = env.clone();
+    let pid = blocking(move || e.nb_member_pid(leader).unwrap().unwrap()).await;
+    signal(pid, "-STOP");
+    let e = env.clone();
+    let new_leader = blocking(move || {
+        testenv::ovn::wait_until(HANG_GUARD, "a new leader", || {
+            (0..3).filter(|&i| i != leader).find(|&i| {
+                e.appctl(
+                    testenv::ovn::Component::NbMember(i),
+                    &["cluster/status", "OVN_Northbound"],
+                )
+                .is_ok_and(|s| s.contains("Role: leader"))
+            })
+        })
+        .unwrap()
+    })
+    .await;
+    signal(pid, "-CONT");
+
+    tokio::time::timeout(HANG_GUARD, async {
+        while c.current_remote().map(|r| r.to_string()) != Some(remotes[new_leader].clone()) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("hang guard: client moves to the new leader");
+    c.transact(NB, insert_address_set("after-move"))
+        .await
+        .unwrap();
+}
