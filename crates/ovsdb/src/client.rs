@@ -38,7 +38,8 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Largest reconnect delay.
     pub backoff_max: Duration,
-    /// Limit for one connection attempt (connect, leader check, monitors).
+    /// Limit for connecting to one remote and checking its leadership (re-establishing
+    /// monitors afterwards is only bounded by the inactivity probe).
     pub connect_timeout: Duration,
     /// How long [`Client::connect`] and requests wait for a connection before failing.
     pub wait_for_connection: Duration,
@@ -476,8 +477,8 @@ type Established = (
     Option<(Replica, mpsc::UnboundedReceiver<RowEvent>)>,
 );
 
-/// One connection attempt: connect, check leadership, re-establish locks and monitors, publish.
-async fn establish(inner: &Arc<Inner>, remote: &Remote) -> Result<Established> {
+/// Opens a connection and, in leader-only mode, checks that the server is the leader.
+async fn open_checked(inner: &Arc<Inner>, remote: &Remote) -> Result<Established> {
     let server_slot = Arc::new(OnceLock::new());
     let conn = Arc::new(
         Connection::open(
@@ -506,6 +507,19 @@ async fn establish(inner: &Arc<Inner>, remote: &Remote) -> Result<Established> {
     } else {
         None
     };
+    Ok((conn, server))
+}
+
+/// One connection attempt: connect and check leadership (bounded by `connect_timeout`), then
+/// re-establish locks and monitors (bounded by the inactivity probe, since initial contents
+/// can be large) and publish the connection.
+async fn establish(inner: &Arc<Inner>, remote: &Remote) -> Result<Established> {
+    let (conn, server) =
+        match tokio::time::timeout(inner.config.connect_timeout, open_checked(inner, remote)).await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Timeout(format!("connecting to {remote}"))),
+        };
     let regs = inner.registrations.lock().await;
     for name in &regs.locks {
         let weak = Arc::downgrade(inner);
@@ -558,13 +572,7 @@ async fn run_session(inner: Arc<Inner>) {
     loop {
         let remote = &remotes[next % remotes.len()];
         next += 1;
-        let attempt =
-            tokio::time::timeout(inner.config.connect_timeout, establish(&inner, remote)).await;
-        let result = match attempt {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(format!("connecting to {remote}"))),
-        };
-        match result {
+        match establish(&inner, remote).await {
             Ok((conn, server)) => {
                 backoff = inner.config.backoff_initial;
                 *lock_unpoisoned(&inner.last_error) = None;

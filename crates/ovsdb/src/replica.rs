@@ -1,7 +1,7 @@
 //! In-memory replica of monitored tables, keyed by `_uuid`, with secondary indexes and a stream
 //! of change events.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, watch};
@@ -309,6 +309,28 @@ impl Replica {
             .unwrap_or_else(|p| p.into_inner())
             .push(tx);
         rx
+    }
+
+    /// The current rows of every monitored table and a stream of the changes after exactly
+    /// that state (nothing missed, nothing counted twice): the list-then-watch start of a
+    /// controller.
+    pub fn snapshot_and_subscribe(
+        &self,
+    ) -> (
+        BTreeMap<String, Vec<Arc<Row>>>,
+        mpsc::UnboundedReceiver<RowEvent>,
+    ) {
+        // Events are queued under the state write lock, so holding the read lock while
+        // subscribing and copying makes the pair consistent.
+        let st = self.read();
+        let rx = self.subscribe();
+        let snapshot = st
+            .tables
+            .iter()
+            .map(|(t, td)| (t.clone(), td.rows.values().cloned().collect()))
+            .collect();
+        drop(st);
+        (snapshot, rx)
     }
 
     /// True when the replica reflects the server (initial contents received, connection up).

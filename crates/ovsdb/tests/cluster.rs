@@ -146,12 +146,12 @@ async fn monitor_resumes_on_another_member_with_exactly_the_missed_changes() {
     })
     .await;
     let mut model = EventModel::default();
-    let mut events = replica.subscribe();
-    for t in &tables {
-        for r in replica.table(t) {
+    let (snapshot, mut events) = replica.snapshot_and_subscribe();
+    for (table, rows) in snapshot {
+        for new in rows {
             model.apply(RowEvent::Insert {
-                table: t.clone(),
-                new: r,
+                table: table.clone(),
+                new,
             });
         }
     }

@@ -159,12 +159,12 @@ async fn server_restart_under_active_monitor_resyncs_exactly_the_difference() {
     .await;
     let replica = c.monitor(NB, spec).await.unwrap();
     let mut model = EventModel::default();
-    let mut events = replica.subscribe();
-    for t in &tables {
-        for r in replica.table(t) {
+    let (snapshot, mut events) = replica.snapshot_and_subscribe();
+    for (table, rows) in snapshot {
+        for new in rows {
             model.apply(RowEvent::Insert {
-                table: t.clone(),
-                new: r,
+                table: table.clone(),
+                new,
             });
         }
     }
