@@ -322,6 +322,33 @@ impl Client {
         }
     }
 
+    /// Stops a monitor started with [`Client::monitor`]: the replica keeps its last contents
+    /// but gets no more changes, also after reconnects.
+    pub async fn cancel_monitor(&self, replica: &Replica) -> Result<()> {
+        let id = {
+            let mut regs = self.inner.registrations.lock().await;
+            let Some(pos) = regs.monitors.iter().position(|(_, r)| r.same(replica)) else {
+                return Ok(());
+            };
+            let (id, _) = regs.monitors.remove(pos);
+            self.inner
+                .routes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            id
+        };
+        replica.set_synced(false);
+        let conn = self.inner.current.borrow().clone();
+        match conn {
+            Some(conn) => match conn.request("monitor_cancel", json!([id])).await {
+                Ok(_) | Err(Error::Disconnected) => Ok(()),
+                Err(e) => Err(e),
+            },
+            None => Ok(()),
+        }
+    }
+
     async fn lock_request(&self, method: &str, name: &str) -> Result<LockWatch> {
         let rx = {
             let mut locks = lock_unpoisoned(&self.inner.locks);

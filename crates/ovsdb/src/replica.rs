@@ -226,6 +226,11 @@ impl Replica {
         })))
     }
 
+    /// True if both handles are the same replica.
+    pub fn same(&self, other: &Replica) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Database name.
     pub fn db(&self) -> &str {
         &self.0.db

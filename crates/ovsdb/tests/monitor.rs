@@ -213,3 +213,21 @@ async fn server_restart_under_active_monitor_resyncs_exactly_the_difference() {
     // keep-p2 (LSP insert, keep modify); nothing else, nothing twice.
     assert_eq!(model.events - initial, 7, "exact number of change events");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_monitor_gets_no_more_changes() {
+    let env = Arc::new(OvnEnv::builder().start().unwrap());
+    let c = Client::connect(ClientConfig::from_remotes(&env.nb_remote()).unwrap())
+        .await
+        .unwrap();
+    let spec = MonitorSpec::new().table("Logical_Switch");
+    let cancelled = c.monitor(NB, spec.clone()).await.unwrap();
+    let live = c.monitor(NB, spec).await.unwrap();
+    c.cancel_monitor(&cancelled).await.unwrap();
+    let e = env.clone();
+    blocking(move || e.nbctl(&["ls-add", "after-cancel"]).unwrap()).await;
+    wait_for(&live, "after-cancel", |r| r.count("Logical_Switch") == 1).await;
+    // The server answered monitor_cancel before the write, so nothing can still arrive.
+    assert_eq!(cancelled.count("Logical_Switch"), 0);
+    assert!(!cancelled.is_synced());
+}
