@@ -237,9 +237,15 @@ impl Client {
             .map(|c| c.remote().clone())
     }
 
-    /// Sends any JSON-RPC request and returns its `result`.
+    /// Sends any JSON-RPC request and returns its `result`. A request that could not be sent
+    /// because the connection had just closed is sent again on the next connection.
     pub async fn request(&self, method: &str, params: Json) -> Result<Json> {
-        self.connection().await?.request(method, params).await
+        loop {
+            match self.connection().await?.request(method, &params).await {
+                Err(Error::NotConnected) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
     }
 
     /// Names of the databases the server holds.
@@ -263,21 +269,13 @@ impl Client {
     /// Runs operations as one transaction. Errors: [`Error::Txn`] naming the failing operation,
     /// [`Error::Disconnected`] if the connection dropped before the reply (outcome unknown).
     pub async fn transact(&self, db: &str, ops: Vec<Operation>) -> Result<Vec<OperationResult>> {
-        let reply = self
-            .connection()
-            .await?
-            .request("transact", transact_params(db, &ops))
-            .await?;
+        let reply = self.request("transact", transact_params(db, &ops)).await?;
         parse_transact_reply(ops.len(), &reply)
     }
 
     /// Runs a transaction built with [`TxnBuilder`]; the result resolves its named-uuids.
     pub async fn commit(&self, tx: &TxnBuilder) -> Result<TxnResult> {
-        let reply = self
-            .connection()
-            .await?
-            .request("transact", tx.params())
-            .await?;
+        let reply = self.request("transact", tx.params()).await?;
         tx.parse_reply(&reply)
     }
 
@@ -301,7 +299,7 @@ impl Client {
             let conn = self.inner.current.borrow().clone();
             if let Some(conn) = conn {
                 match start_monitor(&conn, &id, &replica).await {
-                    Ok(()) | Err(Error::Disconnected) => {}
+                    Ok(()) | Err(Error::Disconnected | Error::NotConnected) => {}
                     Err(e) => {
                         regs.monitors.retain(|(i, _)| *i != id);
                         self.inner
@@ -341,8 +339,8 @@ impl Client {
         replica.set_synced(false);
         let conn = self.inner.current.borrow().clone();
         match conn {
-            Some(conn) => match conn.request("monitor_cancel", json!([id])).await {
-                Ok(_) | Err(Error::Disconnected) => Ok(()),
+            Some(conn) => match conn.request("monitor_cancel", &json!([id])).await {
+                Ok(_) | Err(Error::Disconnected | Error::NotConnected) => Ok(()),
                 Err(e) => Err(e),
             },
             None => Ok(()),
@@ -430,7 +428,7 @@ async fn start_monitor(conn: &Connection, id: &str, replica: &Replica) -> Result
         let r = replica.clone();
         conn.request_with(
             method.name(),
-            params,
+            &params,
             Box::new(move |res| {
                 let out = res.and_then(|j| {
                     let rep = MonitorReply::parse(method, &j)?;
@@ -517,7 +515,7 @@ async fn open_checked(inner: &Arc<Inner>, remote: &Remote) -> Result<Established
         .await?,
     );
     let server = if inner.config.leader_only {
-        let schema = Schema::from_json(&conn.request("get_schema", json!(["_Server"])).await?)?;
+        let schema = Schema::from_json(&conn.request("get_schema", &json!(["_Server"])).await?)?;
         let server = Replica::new(
             "_Server",
             Arc::new(schema),
@@ -553,7 +551,7 @@ async fn establish(inner: &Arc<Inner>, remote: &Remote) -> Result<Established> {
         let name2 = name.clone();
         conn.request_with(
             "lock",
-            json!([name]),
+            &json!([name]),
             Box::new(move |r| {
                 if let (Ok(r), Some(inner)) = (r, weak.upgrade())
                     && r.get("locked").and_then(Json::as_bool) == Some(true)

@@ -81,6 +81,10 @@ pub enum Error {
     /// A clustered server is not the leader (leader-only connections).
     #[error("server {0} is not the cluster leader")]
     NotLeader(String),
+    /// The request was not sent because the connection was already closed; safe to retry
+    /// ([`crate::Client`] retries it on the next connection itself).
+    #[error("request not sent: connection closed")]
+    NotConnected,
     /// The connection was lost before the answer arrived; the outcome of the request is unknown.
     #[error("disconnected from the server")]
     Disconnected,

@@ -76,10 +76,6 @@ impl Shared {
             (p.handler)(Err(reason.clone()));
         }
     }
-
-    fn close_reason(&self) -> Error {
-        self.closed.borrow().clone().unwrap_or(Error::Disconnected)
-    }
 }
 
 /// A live JSON-RPC connection. Cheap to share behind an `Arc`; dropping the last reference
@@ -178,11 +174,17 @@ impl Connection {
         self.shared.close(Error::Disconnected);
     }
 
-    /// Sends a request; `handler` gets the reply on the reader task.
-    pub fn request_with(&self, method: &str, params: Json, handler: ReplyHandler) {
+    /// Sends a request; `handler` gets the reply on the reader task. If the connection is
+    /// already closed nothing is sent and `handler` gets [`Error::NotConnected`].
+    pub fn request_with(&self, method: &str, params: &Json, handler: ReplyHandler) {
+        #[derive(serde::Serialize)]
+        struct Request<'a> {
+            method: &'a str,
+            params: &'a Json,
+            id: u64,
+        }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let msg = json!({"method": method, "params": params, "id": id});
-        let bytes = match serde_json::to_vec(&msg) {
+        let bytes = match serde_json::to_vec(&Request { method, params, id }) {
             Ok(b) => b,
             Err(e) => return handler(Err(e.into())),
         };
@@ -190,7 +192,7 @@ impl Connection {
             let mut pending = self.shared.lock_pending();
             let Some(map) = pending.as_mut() else {
                 drop(pending);
-                return handler(Err(self.shared.close_reason()));
+                return handler(Err(Error::NotConnected));
             };
             map.insert(
                 id,
@@ -206,7 +208,7 @@ impl Connection {
     }
 
     /// Sends a request and waits for its result (the `result` member of the reply).
-    pub async fn request(&self, method: &str, params: Json) -> Result<Json> {
+    pub async fn request(&self, method: &str, params: &Json) -> Result<Json> {
         let (tx, rx) = oneshot::channel();
         self.request_with(
             method,

@@ -66,7 +66,7 @@ async fn request_with_reply(body: &'static str, options: ConnectionOptions) -> E
     let conn = Connection::open(&remote, None, &options, no_notifications())
         .await
         .unwrap();
-    tokio::time::timeout(HANG_GUARD, conn.request("get_schema", json!(["X"])))
+    tokio::time::timeout(HANG_GUARD, conn.request("get_schema", &json!(["X"])))
         .await
         .expect("hang guard")
         .unwrap_err()
@@ -87,11 +87,12 @@ async fn truncated_json_then_close() {
     let conn = Connection::open(&remote, None, &Default::default(), no_notifications())
         .await
         .unwrap();
-    let first = conn.request("get_schema", json!(["X"]));
+    let params = json!(["X"]);
+    let first = conn.request("get_schema", &params);
     let conn2 = &conn;
     let second = async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        conn2.request("list_dbs", json!([])).await
+        conn2.request("list_dbs", &json!([])).await
     };
     let (a, b) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(first, second) })
         .await
@@ -170,7 +171,7 @@ async fn silent_server_fails_the_inactivity_probe() {
     let conn = Connection::open(&remote, None, &options, no_notifications())
         .await
         .unwrap();
-    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", json!([])))
+    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
         .await
         .expect("hang guard")
         .unwrap_err();
@@ -195,7 +196,7 @@ async fn server_echo_is_answered() {
     let conn = Connection::open(&remote, None, &Default::default(), no_notifications())
         .await
         .unwrap();
-    let r = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", json!([])))
+    let r = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
         .await
         .expect("hang guard")
         .unwrap();
@@ -219,7 +220,7 @@ async fn malformed_monitor_notification_closes_the_connection() {
     let conn = Connection::open(&remote, None, &Default::default(), handler)
         .await
         .unwrap();
-    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", json!([])))
+    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
         .await
         .expect("hang guard")
         .unwrap_err();
