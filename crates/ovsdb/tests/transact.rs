@@ -336,3 +336,38 @@ async fn assert_lock_and_lock_steal_unlock_between_two_clients() {
     a.transact(NB, assert_and_comment("leader")).await.unwrap();
     assert!(b.transact(NB, assert_and_comment("leader")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_is_requested_again_after_reconnect() {
+    let env = std::sync::Arc::new(OvnEnv::builder().start().unwrap());
+    let mut config = ClientConfig::from_remotes(&env.nb_remote()).unwrap();
+    config.backoff_max = Duration::from_millis(300);
+    let a = Client::connect(config).await.unwrap();
+    let guard = Duration::from_secs(60);
+    let mut lock = a.lock("owner").await.unwrap();
+    tokio::time::timeout(guard, lock.wait_locked())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = env.clone();
+    tokio::task::spawn_blocking(move || e.nb_restart().unwrap())
+        .await
+        .unwrap();
+    // The new connection asks for the lock before any request of ours is sent on it, so the
+    // server grants it before it runs the assert.
+    tokio::time::timeout(guard, lock.wait_locked())
+        .await
+        .unwrap()
+        .unwrap();
+    a.transact(
+        NB,
+        vec![
+            Operation::Assert {
+                lock: "owner".into(),
+            },
+            Operation::Comment("still the owner".into()),
+        ],
+    )
+    .await
+    .unwrap();
+}
