@@ -28,7 +28,7 @@ const WINDOW: usize = 256;
 const SINGLE_TXNS: usize = 4000;
 const BATCH_TXNS: usize = 40;
 const BATCH_PORTS: usize = 100;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The transaction adding `ports` ports named `{prefix}-{i}` to switch `ls`.
 fn port_txn(ls: &str, prefix: &str, ports: usize) -> TxnBuilder {
