@@ -35,6 +35,9 @@ pub struct Metrics {
     pub repairs: Family<RepairLabels, Counter>,
     /// Change events received from the OVN Northbound monitor.
     pub nb_events: Counter,
+    /// 1 once the pod reconciler processed every pod, port and IP resource
+    /// seen at start-up (IPAM rebuilt, leftovers removed).
+    pub pods_synced: Gauge,
 }
 
 impl Metrics {
@@ -65,6 +68,11 @@ impl Metrics {
             "nb_events",
             "Change events received from the OVN Northbound monitor",
             self.nb_events.clone(),
+        );
+        rovn.register(
+            "pods_synced",
+            "1 once every pod, port and IP resource seen at start-up was reconciled",
+            self.pods_synced.clone(),
         );
     }
 
