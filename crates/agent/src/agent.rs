@@ -14,7 +14,7 @@ use kube::Api;
 use crate::link::{self, Expected, LinkError, VethSpec};
 use crate::ovs::{IFACE_ID, LocalSwitch, PodPort};
 use crate::pod::{self, PodNetwork, PodNetworkError};
-use crate::port_up::PortUpWatch;
+use crate::port_up::PortUpWait;
 
 /// Plugin-specific CNI error code: the pod's annotations cannot be used.
 pub const INVALID_POD_NETWORK: u32 = 100;
@@ -39,7 +39,7 @@ pub struct Agent {
     settings: AgentSettings,
     pods: kube::Client,
     switch: LocalSwitch,
-    port_up: Option<PortUpWatch>,
+    port_up: Option<PortUpWait>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -79,7 +79,9 @@ fn link_error(problem: LinkError) -> AgentResponse {
 
 fn pod_error(problem: PodNetworkError) -> AgentResponse {
     let code = match problem {
-        PodNetworkError::Invalid { .. } | PodNetworkError::UidMismatch { .. } => INVALID_POD_NETWORK,
+        PodNetworkError::Invalid { .. } | PodNetworkError::UidMismatch { .. } => {
+            INVALID_POD_NETWORK
+        }
         PodNetworkError::NotFound { .. }
         | PodNetworkError::NotAllocated { .. }
         | PodNetworkError::Api { .. } => CniError::TRY_AGAIN_LATER,
@@ -127,7 +129,7 @@ impl Agent {
         settings: AgentSettings,
         pods: kube::Client,
         switch: LocalSwitch,
-        port_up: Option<PortUpWatch>,
+        port_up: Option<PortUpWait>,
     ) -> Self {
         Agent {
             settings,
@@ -283,9 +285,16 @@ impl Agent {
                 ),
             ));
         }
-        if let Some(watch) = &self.port_up {
+        if let Some(nb) = &self.port_up {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !watch.wait_up(port_name, remaining).await {
+            let up = nb.wait_up(port_name, remaining).await.map_err(|e| {
+                error(
+                    CniError::TRY_AGAIN_LATER,
+                    "cannot learn whether the pod's port is up",
+                    format!("Northbound database: {e}"),
+                )
+            })?;
+            if !up {
                 return Err(error(
                     CniError::TRY_AGAIN_LATER,
                     "the pod's port did not come up",
@@ -355,13 +364,18 @@ impl Agent {
             .await
             .map_err(link_error)?;
         let port_name = pod::port_name(&pod.namespace, &pod.name);
-        let iface = self.switch.interface(&host_if).ok_or_else(|| {
-            error(
-                OVS_FAILURE,
-                "the pod's OVS port is missing",
-                format!("no OVS interface {host_if}"),
-            )
-        })?;
+        let iface = self
+            .switch
+            .interface(&host_if)
+            .await
+            .map_err(|e| error(OVS_FAILURE, "reading the pod's OVS port failed", e))?
+            .ok_or_else(|| {
+                error(
+                    OVS_FAILURE,
+                    "the pod's OVS port is missing",
+                    format!("no OVS interface {host_if}"),
+                )
+            })?;
         if iface.external_ids.get(IFACE_ID) != Some(&port_name) {
             return Err(error(
                 OVS_FAILURE,
@@ -373,7 +387,11 @@ impl Agent {
             ));
         }
         if let Some(problem) = iface.error.filter(|e| !e.is_empty()) {
-            return Err(error(OVS_FAILURE, "the pod's OVS port has an error", problem));
+            return Err(error(
+                OVS_FAILURE,
+                "the pod's OVS port has an error",
+                problem,
+            ));
         }
         if iface.ofport.is_none_or(|port| port <= 0) {
             return Err(error(
@@ -386,11 +404,15 @@ impl Agent {
     }
 
     fn status(&self) -> Result<AgentResponse, AgentResponse> {
-        self.switch
-            .ready()
-            .map_err(|reason| error(CniError::PLUGIN_NOT_AVAILABLE, "rovn agent not ready", reason))?;
-        if let Some(watch) = &self.port_up
-            && !watch.synced()
+        self.switch.ready().map_err(|reason| {
+            error(
+                CniError::PLUGIN_NOT_AVAILABLE,
+                "rovn agent not ready",
+                reason,
+            )
+        })?;
+        if let Some(nb) = &self.port_up
+            && !nb.connected()
         {
             return Err(error(
                 CniError::PLUGIN_NOT_AVAILABLE,

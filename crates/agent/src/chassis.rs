@@ -49,7 +49,14 @@ pub async fn set_up(client: &Client, settings: &ChassisSettings) -> ovsdb::Resul
         Some(vec!["_uuid".to_owned()]),
     );
     let found = client.commit(&read).await?;
-    let rows = |i: usize| found.results.get(i).and_then(|r| r.rows()).unwrap_or_default().to_vec();
+    let rows = |i: usize| {
+        found
+            .results
+            .get(i)
+            .and_then(|r| r.rows())
+            .unwrap_or_default()
+            .to_vec()
+    };
     let root = rows(0).into_iter().next();
     let bridge_exists = !rows(1).is_empty();
 
@@ -134,10 +141,7 @@ pub async fn set_up(client: &Client, settings: &ChassisSettings) -> ovsdb::Resul
                 name: settings.bridge.clone(),
                 datapath_type: settings.datapath_type.clone(),
                 fail_mode: Some("secure".to_owned()),
-                other_config: BTreeMap::from([(
-                    "disable-in-band".to_owned(),
-                    "true".to_owned(),
-                )]),
+                other_config: BTreeMap::from([("disable-in-band".to_owned(), "true".to_owned())]),
                 ..Default::default()
             }
             .to_row()

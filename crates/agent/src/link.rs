@@ -107,12 +107,8 @@ fn open_netns(path: &Path) -> Result<File, LinkError> {
 
 /// Moves the calling thread into the namespace of `file`.
 fn enter(file: &File, path: &Path) -> Result<(), LinkError> {
-    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| {
-        LinkError::new(
-            format!("entering network namespace {}", path.display()),
-            e,
-        )
-    })
+    setns(file, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| LinkError::new(format!("entering network namespace {}", path.display()), e))
 }
 
 /// A netlink connection in the calling thread's current namespace.
@@ -235,9 +231,7 @@ pub async fn create(spec: VethSpec) -> Result<Veth, LinkError> {
             e,
         )
     })?;
-    let host_mac = link_mac(&host, host_index)
-        .await?
-        .unwrap_or_default();
+    let host_mac = link_mac(&host, host_index).await?.unwrap_or_default();
 
     enter(&pod_ns, &spec.pod_netns)?;
     let pod = connect()?;
@@ -270,16 +264,10 @@ async fn configure_pod_end(handle: &Handle, spec: &VethSpec) -> Result<(), LinkE
     for address in &spec.addresses {
         handle
             .address()
-            .add(
-                index,
-                address.address.addr(),
-                address.address.prefix_len(),
-            )
+            .add(index, address.address.addr(), address.address.prefix_len())
             .execute()
             .await
-            .map_err(|e| {
-                LinkError::new(format!("adding {} to {ifname}", address.address), e)
-            })?;
+            .map_err(|e| LinkError::new(format!("adding {} to {ifname}", address.address), e))?;
     }
     handle
         .link()
@@ -431,7 +419,11 @@ pub async fn check(expected: Expected) -> Result<(), LinkError> {
     Ok(())
 }
 
-async fn has_default_route(handle: &Handle, index: u32, gateway: IpAddr) -> Result<bool, LinkError> {
+async fn has_default_route(
+    handle: &Handle,
+    index: u32,
+    gateway: IpAddr,
+) -> Result<bool, LinkError> {
     let request = match gateway {
         IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
         IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
@@ -445,9 +437,7 @@ async fn has_default_route(handle: &Handle, index: u32, gateway: IpAddr) -> Resu
         .map_err(|e| LinkError::new("listing routes", e))?;
     Ok(routes.iter().any(|route| {
         route.header.destination_prefix_length == 0
-            && route
-                .attributes
-                .contains(&RouteAttribute::Oif(index))
+            && route.attributes.contains(&RouteAttribute::Oif(index))
             && route
                 .attributes
                 .contains(&RouteAttribute::Gateway(RouteAddress::from(gateway)))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent::chassis::{self, ChassisSettings};
 use agent::ovs::LocalSwitch;
-use agent::port_up::PortUpWatch;
+use agent::port_up::PortUpWait;
 use agent::{Agent, AgentSettings};
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -102,7 +102,7 @@ async fn run(flags: Flags) -> Result<()> {
             let client = Client::connect(ClientConfig::from_remotes(nb)?.with_leader_only(true))
                 .await
                 .with_context(|| format!("connecting to {nb}"))?;
-            Some(PortUpWatch::start(client).await?)
+            Some(PortUpWait::new(client).await?)
         }
         None => None,
     };
@@ -139,8 +139,7 @@ async fn run(flags: Flags) -> Result<()> {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

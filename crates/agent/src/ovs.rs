@@ -1,5 +1,7 @@
 //! The local Open_vSwitch database: pod ports on `br-int`, written and read with our OVSDB
-//! client (a monitor keeps a replica of the bridges, ports and interfaces).
+//! client. A monitor replicates the bridges, ports and interface names and `external_ids`
+//! (where ovn-controller reports `ovn-installed`); other interface columns are read with
+//! `select` when needed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -81,7 +83,7 @@ impl LocalSwitch {
             .table_columns("Open_vSwitch", &["bridges", "external_ids"])
             .table_columns("Bridge", &["name", "ports"])
             .table_columns("Port", &["name", "interfaces", "external_ids"])
-            .table_columns("Interface", &["name", "external_ids", "ofport", "error"]);
+            .table_columns("Interface", &["name", "external_ids"]);
         let replica = client.monitor(vswitch::DATABASE, spec).await?;
         Ok(LocalSwitch {
             client,
@@ -195,13 +197,19 @@ impl LocalSwitch {
         Ok(true)
     }
 
-    /// The interface named `host_if`, as replicated.
-    pub fn interface(&self, host_if: &str) -> Option<Interface> {
-        self.changes
-            .replica()
-            .by_name(Interface::NAME, host_if)
+    /// The interface named `host_if`, read from the database.
+    pub async fn interface(&self, host_if: &str) -> Result<Option<Interface>, OvsError> {
+        let mut tx = TxnBuilder::new(vswitch::DATABASE);
+        tx.select(Interface::NAME, vec![Condition::eq("name", host_if)], None);
+        let result = self.client.commit(&tx).await?;
+        let rows = result
+            .results
             .first()
-            .and_then(|row| Interface::from_row(row.uuid().unwrap_or_default(), row).ok())
+            .and_then(|r| r.rows())
+            .unwrap_or_default();
+        Ok(rows
+            .first()
+            .and_then(|row| Interface::from_row(row.uuid().unwrap_or_default(), row).ok()))
     }
 
     /// Waits at most `timeout` until ovn-controller marked interface `host_if` installed.

@@ -175,9 +175,8 @@ impl PodNetwork {
                     format!("no CIDR of {:?} contains {addr}", get(annotations::CIDR)),
                 )
             })?;
-            let address = IpNet::new(addr, cidr.prefix_len()).map_err(|e| {
-                invalid(annotations::CIDR, format!("prefix of {cidr}: {e}"))
-            })?;
+            let address = IpNet::new(addr, cidr.prefix_len())
+                .map_err(|e| invalid(annotations::CIDR, format!("prefix of {cidr}: {e}")))?;
             let gateway = gateways
                 .iter()
                 .copied()
@@ -235,7 +234,15 @@ pub async fn wait_for_network(
         .await
         .map_err(|e| api_error(e.to_string()))?
         .ok_or_else(not_found)?;
-    let allocated = |pod: &Pod| missing_annotations(pod.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new())).is_empty();
+    let allocated = |pod: &Pod| {
+        missing_annotations(
+            pod.metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        )
+        .is_empty()
+    };
     let pod = if allocated(&pod) {
         pod
     } else {
@@ -250,8 +257,13 @@ pub async fn wait_for_network(
                     .await
                     .map_err(|e| api_error(e.to_string()))?
                     .ok_or_else(not_found)?;
-                let missing =
-                    missing_annotations(latest.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()));
+                let missing = missing_annotations(
+                    latest
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .unwrap_or(&BTreeMap::new()),
+                );
                 if missing.is_empty() {
                     latest
                 } else {
@@ -278,7 +290,10 @@ pub async fn wait_for_network(
     PodNetwork::from_annotations(
         namespace,
         name,
-        pod.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+        pod.metadata
+            .annotations
+            .as_ref()
+            .unwrap_or(&BTreeMap::new()),
     )
 }
 
