@@ -254,6 +254,7 @@ impl Importer {
         if vpc.status.as_ref() != Some(&desired) {
             apply_status(&self.ctx, name, &desired).await?;
             info!(router = %name, neutron_name = ?desired.neutron_router_name, "Vpc status updated from Neutron router");
+            debug!(router = %name, status = ?desired, "imported Vpc status");
         }
         Ok(())
     }
@@ -266,6 +267,11 @@ impl Importer {
         let networks = nb_view::neutron_networks(replica, router);
         let mut subnets = subnets_of(&self.subnets, &router.name);
         subnets.extend(networks.iter().map(|n| n.switch.clone()));
+        let mut network_names: Vec<String> = networks
+            .into_iter()
+            .map(|n| n.display_name.unwrap_or(n.switch))
+            .collect();
+        network_names.sort();
         let ignored = vpc.spec.unsupported_fields();
         let mut conditions = current.conditions.clone();
         condition::merge_conditions(
@@ -296,10 +302,7 @@ impl Importer {
             type_: Some(VpcType::External),
             neutron_router_name: display,
             router_cidrs: nb_view::router_cidrs(replica, router).foreign,
-            neutron_networks: networks
-                .into_iter()
-                .map(|n| n.display_name.unwrap_or(n.switch))
-                .collect(),
+            neutron_networks: network_names,
         }
     }
 
@@ -409,17 +412,11 @@ pub async fn apply_status(
     name: &str,
     status: &VpcStatus,
 ) -> Result<Vpc, kube::Error> {
-    let object = json!({
-        "apiVersion": api::API_VERSION,
-        "kind": "Vpc",
-        "metadata": { "name": name },
-        "status": status,
-    });
     ctx.vpcs()
         .patch_status(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
+            &Patch::Apply(&api::status_apply_patch::<Vpc>(status)),
         )
         .await
 }

@@ -5,5 +5,6 @@
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod netns;
+pub mod neutron;
 pub mod ovn;
 pub mod pki;
