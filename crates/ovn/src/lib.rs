@@ -5,11 +5,14 @@
 //!   written through `ovsdb` transactions.
 //! - [`ownership`]: which rows are Neutron's, which are ours, and the names
 //!   and keys we must never write.
+//! - [`security_groups`]: whether Neutron's security groups let pods of a
+//!   subnet open connections to a VM (`neutron_pg_drop`).
 //! - [`check_schema`]: the server's schema has every column we use.
 
 pub mod column;
 pub mod nb;
 pub mod ownership;
+pub mod security_groups;
 pub mod table;
 pub mod vswitch;
 
