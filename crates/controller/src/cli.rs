@@ -48,4 +48,8 @@ pub struct Args {
     /// Seconds between full resyncs (a safety net; changes are event-driven).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// CIDR of the default Subnet (`ovn-default` on `ovn-cluster`), used
+    /// when it is created at start-up.
+    #[arg(long, default_value = "10.16.0.0/16")]
+    pub default_cidr: String,
 }

@@ -26,6 +26,10 @@ pub struct Settings {
     pub resync: Duration,
     /// Name of the default VPC.
     pub default_vpc: String,
+    /// Name of the default Subnet.
+    pub default_subnet: String,
+    /// CIDR of the default Subnet when it is created.
+    pub default_cidr: String,
 }
 
 impl Settings {
@@ -34,6 +38,8 @@ impl Settings {
         Self {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             default_vpc: DEFAULT_VPC.to_string(),
+            default_subnet: crate::subnet::DEFAULT_SUBNET.to_string(),
+            default_cidr: args.default_cidr.clone(),
         }
     }
 }
@@ -130,6 +136,9 @@ pub struct Context {
     /// Address management of every Subnet: the Subnet reconciler registers
     /// subnets, the pod reconciler allocates and releases addresses.
     pub ipam: std::sync::Mutex<ipam::Ipam>,
+    /// Subnets accepted by the Subnet reconciler (namespace binding, overlap
+    /// checks) and its refresh requests.
+    pub subnet_state: crate::subnet::SubnetState,
 }
 
 impl Context {
@@ -147,6 +156,7 @@ impl Context {
             metrics,
             settings: Settings::from_args(args),
             ipam: std::sync::Mutex::new(ipam::Ipam::default()),
+            subnet_state: crate::subnet::SubnetState::default(),
         }))
     }
 

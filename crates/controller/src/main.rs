@@ -12,7 +12,7 @@ use controller::context::Context;
 use controller::http::{self, Probes};
 use controller::leader::{LeaderElector, LeaseTiming};
 use controller::metrics::Metrics;
-use controller::{import, vpc};
+use controller::{import, namespace, subnet, vpc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::registry::Registry;
@@ -82,6 +82,22 @@ async fn lead(
     writers.spawn(async move {
         vpc::run(reconciler).await;
         anyhow::bail!("the Vpc reconciler stopped")
+    });
+    let subnets = ctx.clone();
+    writers.spawn(async move { subnet::run(subnets).await.context("Subnet reconciler") });
+    let namespaces = ctx.clone();
+    writers.spawn(async move {
+        namespace::run(namespaces).await;
+        anyhow::bail!("the namespace binding stopped")
+    });
+    let default_subnet = ctx.clone();
+    writers.spawn(async move {
+        // Retried until it succeeds: the API may not serve the CRD yet.
+        while let Err(err) = subnet::ensure_default_subnet(&default_subnet).await {
+            warn!(error = %err, "could not create the default Subnet; retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        std::future::pending::<anyhow::Result<()>>().await
     });
     let default_vpc = ctx.clone();
     writers.spawn(async move {

@@ -1,0 +1,78 @@
+//! Namespace binding: every namespace is annotated (Kube-OVN compatible)
+//! with the Subnet its pods use, `ovn.kubernetes.io/logical_switch`, and that
+//! Subnet's `ovn.kubernetes.io/cidr`. A namespace listed in an accepted
+//! Subnet's `spec.namespaces` uses it; the others use the default Subnet
+//! (see [`crate::subnet::subnet_for_namespace`]).
+//!
+//! Triggers: the namespace watch, and every change of the accepted Subnets
+//! (all namespaces are re-checked; unchanged ones cost no API write).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::annotations::{CIDR, LOGICAL_SWITCH};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use crate::context::Context;
+use crate::subnet;
+
+/// Runs the namespace binding until the namespace watch ends.
+pub async fn run(ctx: Arc<Context>) {
+    let changes = futures::stream::unfold(ctx.subnet_state.watch_changes(), |mut rx| async {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
+    Controller::new(
+        Api::<Namespace>::all(ctx.kube.clone()),
+        watcher::Config::default(),
+    )
+    .reconcile_all_on(changes)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(err) = result {
+            debug!(error = %err, "namespace reconcile");
+        }
+    })
+    .await;
+}
+
+fn error_policy(ns: Arc<Namespace>, err: &kube::Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconciled("namespace", false);
+    warn!(namespace = %ns.name_any(), error = %err, "namespace annotation failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    if ns.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let name = ns.name_any();
+    // No Subnet accepted yet: the next change of the bindings retriggers.
+    let Some(subnet) = subnet::subnet_for_namespace(&ctx, &name) else {
+        return Ok(Action::await_change());
+    };
+    let Some(binding) = ctx.subnet_state.binding(&subnet) else {
+        return Ok(Action::await_change());
+    };
+    let cidr = binding.config.cidr_block();
+    let annotations = ns.annotations();
+    if annotations.get(LOGICAL_SWITCH) != Some(&subnet) || annotations.get(CIDR) != Some(&cidr) {
+        let patch = json!({ "metadata": { "annotations": {
+            LOGICAL_SWITCH: subnet,
+            CIDR: cidr,
+        }}});
+        Api::<Namespace>::all(ctx.kube.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        debug!(namespace = %name, %subnet, "namespace annotated");
+    }
+    ctx.metrics.reconciled("namespace", true);
+    Ok(Action::await_change())
+}

@@ -1,0 +1,773 @@
+//! Subnets: a Logical_Switch per Subnet, attached to its VPC's router
+//! (Neutron's or ours) by a router port, with validation before any OVN
+//! write, live moves between VPCs, deletion held back while addresses are
+//! allocated, and event-driven repair of our rows.
+//!
+//! Triggers: the Subnet watch (kube-runtime `Controller`, finalizer
+//! [`FINALIZER`]), Vpc changes, Northbound replica events on our rows and
+//! on routers appearing or disappearing, and [`request_status_refresh`]
+//! (the pod reconciler's allocations). A periodic requeue is only a safety
+//! net.
+//!
+//! A Subnet that was valid and running and becomes invalid by an edit keeps
+//! running with its previous configuration (`Validated=False` says why).
+
+mod attach;
+mod bindings;
+mod validate;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::condition::{self, ATTACHED, Condition, READY, VALIDATED};
+use api::unsupported::{UnsupportedFields, unsupported_condition};
+use api::{IP, IpCount, Subnet, SubnetSpec, SubnetStatus, Vpc};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use ovn::Table;
+use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+use ovn::ownership::{self, KIND_KEY, NEUTRON_NETWORK_NAME, OBJECT_KEY};
+use ovsdb::{Row, RowEvent};
+use tracing::{info, warn};
+
+pub use attach::{KIND, lrp_name, lsp_name};
+pub use bindings::{Binding, SubnetState};
+pub use validate::Invalid;
+
+use crate::context::{Context, FIELD_MANAGER};
+use crate::import::is_imported;
+use crate::nb_view;
+use attach::{Desired, Observed};
+use validate::RouterNetwork;
+
+/// Finalizer on Subnets: our rows are removed before the object.
+pub const FINALIZER: &str = "rovn.io/subnet";
+/// Condition type: deletion waits for the Subnet's addresses to be released.
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+/// Condition type (Subnets on a Neutron router): pod→VM connections need a
+/// Neutron security group rule allowing the Subnet's CIDR.
+pub const NEUTRON_SECURITY_GROUPS: &str = "NeutronSecurityGroups";
+/// Name of the default Subnet, created at start-up on the default VPC.
+pub const DEFAULT_SUBNET: &str = "ovn-default";
+
+/// The Subnet pods of `namespace` use (see
+/// [`SubnetState::subnet_for_namespace`]): `None` until the reconciler has
+/// accepted a Subnet for it (retry later).
+pub fn subnet_for_namespace(ctx: &Context, namespace: &str) -> Option<String> {
+    ctx.subnet_state
+        .subnet_for_namespace(namespace, &ctx.settings.default_vpc)
+}
+
+/// Asks for a refresh of `subnet`'s status (address counts) and a re-check
+/// of its pending deletion: call after allocating or releasing addresses.
+/// Requests are coalesced; the call never blocks.
+pub fn request_status_refresh(ctx: &Context, subnet: &str) {
+    ctx.subnet_state.request_refresh(subnet);
+}
+
+/// The VPC of a Subnet: `spec.vpc`, the default VPC when absent or empty.
+pub fn vpc_of(subnet: &Subnet, default_vpc: &str) -> String {
+    subnet
+        .spec
+        .vpc
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default_vpc)
+        .to_string()
+}
+
+/// Creates the default Subnet unless it exists (a user's edits are kept).
+pub async fn ensure_default_subnet(ctx: &Context) -> Result<(), kube::Error> {
+    let name = &ctx.settings.default_subnet;
+    let subnet = Subnet::new(
+        name,
+        SubnetSpec {
+            default: true,
+            vpc: Some(ctx.settings.default_vpc.clone()),
+            cidr_block: ctx.settings.default_cidr.clone(),
+            ..SubnetSpec::default()
+        },
+    );
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match ctx.subnets().create(&params, &subnet).await {
+        Ok(_) => {
+            info!(subnet = %name, cidr = %ctx.settings.default_cidr, "default Subnet created");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Errors of the Subnet reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum SubnetError {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Northbound transaction failed.
+    #[error("OVN Northbound: {0}")]
+    Nb(#[from] ovsdb::Error),
+    /// The router disappeared while our port was being added.
+    #[error("router {0} disappeared during the attach")]
+    RouterGone(String),
+    /// Addresses of the Subnet being deleted are still allocated.
+    #[error("addresses still allocated: {0}")]
+    InUse(String),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Where a valid Subnet stands in OVN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Attachment {
+    /// Our router port is on the router.
+    Attached { router: String, neutron: bool },
+    /// The VPC's router is not in OVN (yet, or any more).
+    RouterMissing { router: String, imported: bool },
+    /// A row with one of our names exists and is not ours: nothing written.
+    NameTaken(String),
+    /// Never valid: nothing was created.
+    NotCreated,
+}
+
+struct Reconciler {
+    ctx: Arc<Context>,
+    recorder: Recorder,
+    /// Router each Subnet's port was last attached to, to tell repairs
+    /// (something removed our rows) from first attaches and moves.
+    attached: Mutex<HashMap<String, String>>,
+}
+
+/// Runs the Subnet reconciler until the API watch or the Northbound event
+/// stream ends.
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let refresh = ctx
+        .subnet_state
+        .take_refresh_requests()
+        .ok_or_else(|| anyhow::anyhow!("the Subnet reconciler runs once per process"))?;
+    // Subscribe before the controller lists, so no change is missed.
+    let mut nb_events = ctx.nb_replica.subscribe();
+    let (nb_trigger, nb_triggers) = mpsc::unbounded::<ObjectRef<Subnet>>();
+    let controller = Controller::new(ctx.subnets(), watcher::Config::default());
+    let store = controller.store();
+    let vpc_store = store.clone();
+    let default_vpc = ctx.settings.default_vpc.clone();
+    let vpc_default = default_vpc.clone();
+    let triggers = futures::stream::select(
+        nb_triggers,
+        refresh.map(|name: String| ObjectRef::new(&name)),
+    );
+    let reconciler = Arc::new(Reconciler {
+        ctx: ctx.clone(),
+        recorder: Recorder::new(
+            ctx.kube.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_string(),
+                instance: None,
+            },
+        ),
+        attached: Mutex::default(),
+    });
+    let controller = controller
+        .watches(ctx.vpcs(), watcher::Config::default(), move |vpc: Vpc| {
+            subnets_on(&vpc_store, &vpc_default, &[vpc.name_any()])
+        })
+        .reconcile_on(triggers)
+        .run(reconcile, error_policy, reconciler)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "subnet reconcile");
+            }
+        });
+    let forward = async move {
+        while let Some(event) = nb_events.recv().await {
+            for subnet in affected_subnets(&event, &store, &default_vpc) {
+                let _ = nb_trigger.unbounded_send(subnet);
+            }
+        }
+    };
+    tokio::select! {
+        _ = controller => anyhow::bail!("the Subnet watch ended"),
+        _ = forward => anyhow::bail!("the Northbound replica stopped sending events"),
+    }
+}
+
+/// Subnets whose VPC is one of `vpcs`.
+fn subnets_on(store: &Store<Subnet>, default_vpc: &str, vpcs: &[String]) -> Vec<ObjectRef<Subnet>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| vpcs.contains(&vpc_of(s, default_vpc)))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// The Subnet owning a row, when the row is one of a Subnet's.
+fn owning_subnet(row: &Row) -> Option<String> {
+    (row.get_map_str("external_ids", KIND_KEY) == Some(KIND)
+        && row.get_map_str("external_ids", ownership::OWNER_KEY) == Some(ownership::OWNER))
+    .then(|| {
+        row.get_map_str("external_ids", OBJECT_KEY)
+            .map(str::to_string)
+    })
+    .flatten()
+}
+
+/// Subnets a Northbound change concerns: the owner of a changed or deleted
+/// row of ours (router port, switch port, switch), and the Subnets of a
+/// router that appeared or disappeared.
+fn affected_subnets(
+    event: &RowEvent,
+    store: &Store<Subnet>,
+    default_vpc: &str,
+) -> Vec<ObjectRef<Subnet>> {
+    let table = event.table();
+    let owners = |rows: &[&Arc<Row>]| -> Vec<ObjectRef<Subnet>> {
+        rows.iter()
+            .filter_map(|r| owning_subnet(r))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(|name| ObjectRef::new(name))
+            .collect()
+    };
+    match event {
+        RowEvent::Insert { new, .. } if table == LogicalRouter::NAME => {
+            let name = new.get_str("name").unwrap_or_default().to_string();
+            subnets_on(store, default_vpc, &[name])
+        }
+        RowEvent::Delete { old, .. } if table == LogicalRouter::NAME => {
+            let name = old.get_str("name").unwrap_or_default().to_string();
+            subnets_on(store, default_vpc, &[name])
+        }
+        RowEvent::Modify { old, new, .. } if table == LogicalRouter::NAME => {
+            if old.get_str("name") == new.get_str("name") {
+                Vec::new()
+            } else {
+                let names = [old, new]
+                    .iter()
+                    .filter_map(|r| r.get_str("name").map(str::to_string))
+                    .collect::<Vec<_>>();
+                subnets_on(store, default_vpc, &names)
+            }
+        }
+        _ if table == LogicalRouterPort::NAME || table == LogicalSwitchPort::NAME => match event {
+            RowEvent::Insert { new, .. } => owners(&[new]),
+            RowEvent::Modify { old, new, .. } => owners(&[old, new]),
+            RowEvent::Delete { old, .. } => owners(&[old]),
+        },
+        // Pods' ports come and go on our switches: only the switch's own
+        // deletion or a change of its marker concerns the Subnet.
+        RowEvent::Delete { old, .. } if table == LogicalSwitch::NAME => owners(&[old]),
+        RowEvent::Modify { old, new, .. }
+            if table == LogicalSwitch::NAME
+                && old.get("external_ids") != new.get("external_ids") =>
+        {
+            owners(&[old, new])
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn error_policy(subnet: Arc<Subnet>, err: &SubnetError, r: Arc<Reconciler>) -> Action {
+    r.ctx.metrics.reconciled("subnet", false);
+    match err {
+        SubnetError::InUse(_) => Action::requeue(Duration::from_secs(5)),
+        _ => {
+            warn!(subnet = %subnet.name_any(), error = %err, "subnet reconcile failed");
+            Action::requeue(Duration::from_secs(1))
+        }
+    }
+}
+
+async fn reconcile(subnet: Arc<Subnet>, r: Arc<Reconciler>) -> Result<Action, SubnetError> {
+    let action = finalizer::finalizer(&r.ctx.subnets(), FINALIZER, subnet, |event| async {
+        match event {
+            Event::Apply(subnet) => r.apply(&subnet).await,
+            Event::Cleanup(subnet) => r.cleanup(&subnet).await,
+        }
+    })
+    .await
+    .map_err(|err| match err {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => SubnetError::Finalizer(other.to_string()),
+    })?;
+    r.ctx.metrics.reconciled("subnet", true);
+    Ok(action)
+}
+
+impl Reconciler {
+    async fn apply(&self, subnet: &Subnet) -> Result<Action, SubnetError> {
+        let name = subnet.name_any();
+        let ctx = &self.ctx;
+        let vpc = vpc_of(subnet, &ctx.settings.default_vpc);
+        let vpc_object = ctx.vpcs().get_opt(&vpc).await?;
+        let validation = self.validate(subnet, &name, &vpc, vpc_object.as_ref());
+        let (binding, invalid) = match validation {
+            Ok(binding) => {
+                let registered = ctx
+                    .ipam
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .upsert_subnet(&name, binding.config.clone());
+                match registered {
+                    Ok(displaced) => {
+                        for lost in displaced {
+                            warn!(subnet = %name, owner = %lost.owner, ip = %lost.ip, "address no longer in the Subnet's CIDR");
+                        }
+                        ctx.subnet_state.accept(&name, binding.clone());
+                        (Some(binding), None)
+                    }
+                    Err(err) => (
+                        ctx.subnet_state.binding(&name),
+                        Some(Invalid::Allocations(err)),
+                    ),
+                }
+            }
+            Err(invalid) => (ctx.subnet_state.binding(&name), Some(invalid)),
+        };
+        let attachment = match &binding {
+            Some(binding) => {
+                let imported = vpc_object.as_ref().is_some_and(is_imported);
+                self.attach(&name, binding, imported).await?
+            }
+            None => Attachment::NotCreated,
+        };
+        self.write_status(subnet, binding.as_ref(), invalid.as_ref(), &attachment)
+            .await?;
+        Ok(match attachment {
+            Attachment::RouterMissing { .. } | Attachment::NameTaken(_) => {
+                Action::requeue(ctx.settings.resync.min(Duration::from_secs(30)))
+            }
+            _ => Action::requeue(ctx.settings.resync),
+        })
+    }
+
+    /// Validates the spec against OVN and the other accepted Subnets.
+    fn validate(
+        &self,
+        subnet: &Subnet,
+        name: &str,
+        vpc: &str,
+        vpc_object: Option<&Vpc>,
+    ) -> Result<Binding, Invalid> {
+        ownership::check_name(name)?;
+        let config = validate::parse_config(&subnet.spec)?;
+        if vpc_object.is_none() {
+            return Err(Invalid::UnknownVpc(vpc.to_string()));
+        }
+        let replica = &self.ctx.nb_replica;
+        let router_networks: Vec<RouterNetwork> = find_router(replica, vpc)
+            .map(|router| {
+                nb_view::router_ports(replica, &router)
+                    .into_iter()
+                    .filter(|p| p.name != lrp_name(name))
+                    .flat_map(|port| {
+                        let owner = port_owner(&port);
+                        port.networks.into_iter().map(move |network| RouterNetwork {
+                            network,
+                            owner: owner.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let binding = Binding {
+            vpc: vpc.to_string(),
+            namespaces: subnet.spec.namespaces.clone(),
+            config,
+            default: subnet.spec.default,
+            created: subnet
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        };
+        validate::check_overlaps(
+            name,
+            vpc,
+            &binding.namespaces,
+            &binding.cidrs(),
+            vpc,
+            &router_networks,
+            &self.ctx.subnet_state.all(),
+        )?;
+        Ok(binding)
+    }
+
+    /// Creates or repairs the switch, its router-type port and, when the
+    /// router exists, our router port on it (moving it off any other
+    /// router), in one transaction.
+    async fn attach(
+        &self,
+        name: &str,
+        binding: &Binding,
+        imported: bool,
+    ) -> Result<Attachment, SubnetError> {
+        let ctx = &self.ctx;
+        let replica = &ctx.nb_replica;
+        let observed = Observed::read(replica, name);
+        if let Some(taken) = observed.name_taken {
+            return Ok(Attachment::NameTaken(taken));
+        }
+        let mac = ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subnet(name)
+            .map(|s| s.gateway_mac())
+            .unwrap_or_else(|| ipam::Subnet::new(name, binding.config.clone()).gateway_mac());
+        let desired = Desired::new(name, &binding.config, &mac.to_string());
+        let router = find_router(replica, &binding.vpc);
+        let mut txn = ctx.nb_txn();
+        let (changes, attach_op) = attach::plan(&mut txn, &desired, &observed, router.as_ref());
+        if changes.any() {
+            txn.comment(format!("rovn: Subnet {name} on {}", binding.vpc));
+            let result = ctx.nb_commit(&txn).await?;
+            if let Some(op) = attach_op
+                && result.results.get(op).and_then(|r| r.count()) == Some(0)
+            {
+                return Err(SubnetError::RouterGone(binding.vpc.clone()));
+            }
+            let previous = self
+                .attached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned();
+            let repair = router.is_some() && previous.as_deref() == Some(binding.vpc.as_str());
+            if repair && changes.router_port {
+                ctx.metrics.repaired("router-port");
+            }
+            if repair && changes.switch_port {
+                ctx.metrics.repaired("switch-port");
+            }
+            info!(
+                subnet = %name,
+                vpc = %binding.vpc,
+                ?changes,
+                repair,
+                "Subnet rows written"
+            );
+        }
+        let mut attached = self.attached.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match router {
+            Some(router) => {
+                attached.insert(name.to_string(), router.name.clone());
+                Attachment::Attached {
+                    neutron: ownership::is_neutron_router(&router.external_ids),
+                    router: router.name,
+                }
+            }
+            None => {
+                attached.remove(name);
+                Attachment::RouterMissing {
+                    router: binding.vpc.clone(),
+                    imported,
+                }
+            }
+        })
+    }
+
+    async fn write_status(
+        &self,
+        subnet: &Subnet,
+        binding: Option<&Binding>,
+        invalid: Option<&Invalid>,
+        attachment: &Attachment,
+    ) -> Result<(), kube::Error> {
+        let name = subnet.name_any();
+        let cidr = binding.map(|b| b.config.cidr_block()).unwrap_or_default();
+        let validated = match invalid {
+            None => Condition::new(VALIDATED, true, "Valid", ""),
+            Some(invalid) => {
+                let mut message = invalid.to_string();
+                if binding.is_some() {
+                    message.push_str(&format!(
+                        "; the previous valid configuration ({cidr}) stays in force"
+                    ));
+                }
+                Condition::new(VALIDATED, false, invalid.reason(), message)
+            }
+        };
+        let attached = match attachment {
+            Attachment::Attached { router, .. } => Condition::new(
+                ATTACHED,
+                true,
+                "Attached",
+                format!("router port {} on router {router}", lrp_name(&name)),
+            ),
+            Attachment::RouterMissing { router, imported } => {
+                let (reason, message) = if *imported {
+                    (
+                        "RouterMissing",
+                        format!(
+                            "the Neutron router {router} no longer exists; the Subnet re-attaches when it is back"
+                        ),
+                    )
+                } else {
+                    (
+                        "RouterNotReady",
+                        format!("router {router} does not exist (yet)"),
+                    )
+                };
+                Condition::new(ATTACHED, false, reason, message)
+            }
+            Attachment::NameTaken(row) => Condition::new(
+                ATTACHED,
+                false,
+                "NameTaken",
+                format!("{row} exists and was not created by rovn; it is left alone"),
+            ),
+            Attachment::NotCreated => Condition::new(
+                ATTACHED,
+                false,
+                "NotValidated",
+                "nothing is created until the spec is valid",
+            ),
+        };
+        let is_attached = matches!(attachment, Attachment::Attached { .. });
+        let ready = if invalid.is_none() && is_attached {
+            Condition::new(READY, true, "Ready", "")
+        } else if invalid.is_some() {
+            Condition::new(READY, false, "InvalidSpec", validated.message.clone())
+        } else {
+            Condition::new(
+                READY,
+                false,
+                attached.reason.clone(),
+                attached.message.clone(),
+            )
+        };
+        let security = match attachment {
+            Attachment::Attached {
+                router,
+                neutron: true,
+            } => Condition::new(
+                NEUTRON_SECURITY_GROUPS,
+                true,
+                "PodToVmNeedsSecurityGroupRule",
+                neutron_security_note(router, &cidr),
+            ),
+            _ => Condition::new(NEUTRON_SECURITY_GROUPS, false, "NotOnNeutronRouter", ""),
+        };
+        let updates = [
+            validated,
+            attached,
+            ready,
+            security,
+            unsupported_condition(&subnet.spec.unsupported_fields()),
+        ];
+        self.publish_status(subnet, updates.to_vec()).await
+    }
+
+    /// Merges `updates` into the status with fresh address counts, writes
+    /// it when it changed, and records an Event for every condition that
+    /// turned into a problem.
+    async fn publish_status(
+        &self,
+        subnet: &Subnet,
+        updates: Vec<Condition>,
+    ) -> Result<(), kube::Error> {
+        let name = subnet.name_any();
+        let current = subnet.status.clone().unwrap_or_default();
+        let generation = subnet.metadata.generation;
+        let mut conditions = current.conditions.clone();
+        let mut problems = Vec::new();
+        for update in updates {
+            let update = update.observed(generation);
+            let before = condition::find_condition(&current.conditions, &update.type_);
+            let changed = before.is_none_or(|b| {
+                b.status != update.status
+                    || b.reason != update.reason
+                    || b.message != update.message
+            });
+            if changed && is_problem(&update) {
+                problems.push(update.clone());
+            }
+            condition::set_condition(&mut conditions, update);
+        }
+        let counts = self
+            .ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subnet(&name)
+            .map(|s| {
+                (
+                    s.counts(),
+                    s.config().v4().is_some(),
+                    s.config().v6().is_some(),
+                )
+            });
+        let mut status = SubnetStatus {
+            conditions,
+            ..current.clone()
+        };
+        if let Some((counts, v4, v6)) = counts {
+            let pair = |has: bool, available: u128, using: usize| {
+                has.then(|| (IpCount::from(available), IpCount::from(using as u128)))
+                    .unzip()
+            };
+            (status.v4_available_ips, status.v4_using_ips) =
+                pair(v4, counts.v4_available, counts.v4_using);
+            (status.v6_available_ips, status.v6_using_ips) =
+                pair(v6, counts.v6_available, counts.v6_using);
+        }
+        if status != current {
+            self.ctx
+                .subnets()
+                .patch_status(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&api::status_apply_patch::<Subnet>(&status)),
+                )
+                .await?;
+        }
+        for problem in problems {
+            self.event(subnet, &problem.reason, &problem.message).await;
+        }
+        Ok(())
+    }
+
+    /// Records a Warning Event on the Subnet (best effort: a failure is
+    /// logged, the status already says it).
+    async fn event(&self, subnet: &Subnet, reason: &str, note: &str) {
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &subnet.object_ref(&())).await {
+            warn!(subnet = %subnet.name_any(), error = %err, "could not record an Event");
+        }
+    }
+
+    /// Who still holds addresses of Subnet `name`: IPAM owners and IP
+    /// objects naming it.
+    async fn users(&self, name: &str) -> Result<Vec<String>, kube::Error> {
+        let mut users: BTreeSet<String> = self
+            .ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subnet(name)
+            .map(|s| {
+                s.allocations()
+                    .map(|(owner, _)| owner.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ips = Api::<IP>::all(self.ctx.kube.clone())
+            .list(&ListParams::default())
+            .await?;
+        users.extend(
+            ips.items
+                .into_iter()
+                .filter(|ip| ip.spec.subnet == name)
+                .map(|ip| format!("{}/{}", ip.spec.namespace, ip.spec.pod_name)),
+        );
+        Ok(users.into_iter().collect())
+    }
+
+    async fn cleanup(&self, subnet: &Subnet) -> Result<Action, SubnetError> {
+        let name = subnet.name_any();
+        let users = self.users(&name).await?;
+        if !users.is_empty() {
+            let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+            let message = format!(
+                "{} address holder(s) still in the Subnet ({}{}); it is deleted once they are gone",
+                users.len(),
+                shown.join(", "),
+                if users.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+            self.publish_status(
+                subnet,
+                vec![Condition::new(
+                    DELETION_BLOCKED,
+                    true,
+                    "AddressesInUse",
+                    message.clone(),
+                )],
+            )
+            .await?;
+            return Err(SubnetError::InUse(message));
+        }
+        let observed = Observed::read(&self.ctx.nb_replica, &name);
+        let mut txn = self.ctx.nb_txn();
+        if attach::plan_removal(&mut txn, &observed) {
+            txn.comment(format!("rovn: Subnet {name} deleted"));
+            self.ctx.nb_commit(&txn).await?;
+            info!(subnet = %name, "Subnet rows removed");
+        }
+        self.ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_subnet(&name);
+        self.ctx.subnet_state.forget(&name);
+        self.attached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        Ok(Action::await_change())
+    }
+}
+
+/// Whether a condition reports a problem worth an Event.
+fn is_problem(c: &Condition) -> bool {
+    match c.type_.as_str() {
+        VALIDATED | ATTACHED => !c.is_true(),
+        DELETION_BLOCKED => c.is_true(),
+        _ => false,
+    }
+}
+
+/// The router of VPC `vpc`: Neutron's router of that name, else ours.
+fn find_router(replica: &ovsdb::Replica, vpc: &str) -> Option<LogicalRouter> {
+    nb_view::neutron_router(replica, vpc).or_else(|| nb_view::our_router(replica, vpc))
+}
+
+/// Who owns a router port, for validation messages.
+fn port_owner(port: &LogicalRouterPort) -> String {
+    if ownership::is_ours(&port.external_ids) {
+        match port.external_ids.get(OBJECT_KEY) {
+            Some(subnet) => format!("Subnet {subnet}"),
+            None => format!("rovn port {}", port.name),
+        }
+    } else if let Some(network) = port.external_ids.get(NEUTRON_NETWORK_NAME) {
+        format!("Neutron network {network} (port {})", port.name)
+    } else {
+        format!("router port {}", port.name)
+    }
+}
+
+/// What users of a Subnet on a Neutron router must know about Neutron's
+/// port security.
+pub fn neutron_security_note(router: &str, cidr: &str) -> String {
+    format!(
+        "attached to Neutron router {router}: VM→pod traffic and its replies pass, but new \
+         pod→VM connections are dropped by Neutron's neutron_pg_drop port group unless a \
+         security group of the VM allows ingress from {cidr} (openstack security group rule \
+         create --ingress --remote-ip {cidr} <group>)"
+    )
+}
