@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cni::protocol::{AgentRequest, AgentResponse};
 use cni::{CniError, CniResult, Command, Interface, IpConfig, PodRef, Route};
@@ -20,6 +20,42 @@ use crate::port_up::PortUpWait;
 pub const INVALID_POD_NETWORK: u32 = 100;
 /// Plugin-specific CNI error code: the OVS port could not be plugged or checked.
 pub const OVS_FAILURE: u32 = 101;
+
+/// The tracing target of the per-ADD timing line (`allocation_us`, `veth_us`, `plug_us`,
+/// `port_up_us`, `total_us`), logged at info level.
+pub const ADD_TIMINGS_TARGET: &str = "rovn_agent::add_timings";
+
+/// How long each phase of one ADD took.
+struct AddPhases {
+    started: Instant,
+    last: Instant,
+    allocation: Duration,
+    veth: Duration,
+    plug: Duration,
+    port_up: Duration,
+}
+
+impl AddPhases {
+    fn start() -> Self {
+        let now = Instant::now();
+        AddPhases {
+            started: now,
+            last: now,
+            allocation: Duration::ZERO,
+            veth: Duration::ZERO,
+            plug: Duration::ZERO,
+            port_up: Duration::ZERO,
+        }
+    }
+
+    /// The time since the previous lap.
+    fn lap(&mut self) -> Duration {
+        let now = Instant::now();
+        let lap = now - self.last;
+        self.last = now;
+        lap
+    }
+}
 
 /// Settings of the CNI operations.
 #[derive(Debug, Clone)]
@@ -165,6 +201,7 @@ impl Agent {
         let at = attachment(request)?;
         let netns = required(request.netns.as_deref(), "CNI_NETNS")?;
         let pod: &PodRef = required(request.pod.as_ref(), "K8S_POD_NAMESPACE/K8S_POD_NAME")?;
+        let mut phases = AddPhases::start();
         let network = pod::wait_for_network(
             Api::<Pod>::namespaced(self.pods.clone(), &pod.namespace),
             &pod.namespace,
@@ -174,13 +211,33 @@ impl Agent {
         )
         .await
         .map_err(pod_error)?;
+        phases.allocation = phases.lap();
         let host_if = host_if_name(at.container_id, at.ifname);
         let result = self
-            .attach(&network, pod, at.container_id, at.ifname, netns, &host_if)
+            .attach(
+                &network,
+                pod,
+                at.container_id,
+                at.ifname,
+                netns,
+                &host_if,
+                &mut phases,
+            )
             .await;
         if result.is_err() {
             // Leave nothing half-made behind (the runtime's DEL would do the same).
             let _ = self.detach(&host_if).await;
+        } else {
+            tracing::info!(
+                target: ADD_TIMINGS_TARGET,
+                port = %network.port_name,
+                allocation_us = phases.allocation.as_micros() as u64,
+                veth_us = phases.veth.as_micros() as u64,
+                plug_us = phases.plug.as_micros() as u64,
+                port_up_us = phases.port_up.as_micros() as u64,
+                total_us = phases.started.elapsed().as_micros() as u64,
+                "ADD done"
+            );
         }
         result.map(AgentResponse::Result)
     }
@@ -193,6 +250,7 @@ impl Agent {
         ifname: &str,
         netns: &str,
         host_if: &str,
+        phases: &mut AddPhases,
     ) -> Result<CniResult, AgentResponse> {
         let spec = VethSpec {
             host_netns: self.settings.host_netns.clone(),
@@ -206,6 +264,7 @@ impl Agent {
         let veth = link::run_on_own_thread("rovn-add", move || link::create(spec))
             .await
             .map_err(link_error)?;
+        phases.veth = phases.lap();
         let ips: Vec<String> = network
             .addresses
             .iter()
@@ -225,7 +284,9 @@ impl Agent {
             })
             .await
             .map_err(|e| error(OVS_FAILURE, "plugging the pod's port into OVS failed", e))?;
+        phases.plug = phases.lap();
         self.wait_port_up(&network.port_name, host_if).await?;
+        phases.port_up = phases.lap();
 
         let mut result = CniResult {
             interfaces: vec![
