@@ -1,0 +1,155 @@
+//! The reference CNI client `cnitool` (libcni) driving `rovn-cni` → `rovn-agent` for ADD,
+//! CHECK and DEL of a real pod on a real chassis. Needs `ROVN_CNI_BINS` = the directory
+//! printed by `hack/cni-bins.sh` (skipped loudly without it).
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::{
+    AgentProcess, Allocation, annotate_pod, create_namespace, create_pod, rovn_cni, run, unique,
+};
+use testenv::kube::KubeEnv;
+use testenv::netns::Netns;
+use testenv::ovn::OvnEnv;
+
+const NODE: &str = "node-cnitool";
+
+fn cnitool(
+    bins: &Path,
+    netconf_dir: &Path,
+    namespace: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let plugin_dir = rovn_cni().parent().expect("plugin dir").to_path_buf();
+    let output = Command::new(bins.join("cnitool"))
+        .args(args)
+        .env("CNI_PATH", plugin_dir)
+        .env("NETCONFPATH", netconf_dir)
+        .env(
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE={namespace};K8S_POD_NAME=tool-pod"),
+        )
+        .env("CNI_IFNAME", "eth0")
+        .output()
+        .expect("run cnitool");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cnitool_add_check_del_against_the_agent() {
+    let Some(bins) = std::env::var_os("ROVN_CNI_BINS").map(PathBuf::from) else {
+        let _ = std::io::stderr().write_all(
+            b"\n!!!!!!!! SKIPPED cnitool_add_check_del_against_the_agent: ROVN_CNI_BINS is not set.\n\
+              !!!!!!!! Run `export ROVN_CNI_BINS=\"$(bash hack/cni-bins.sh | tail -n1)\"` first.\n\n",
+        );
+        return;
+    };
+    let kube = KubeEnv::shared().expect("kube env");
+    let client = kube.client().await.expect("kube client");
+    let env = tokio::task::spawn_blocking(|| OvnEnv::builder().chassis(NODE).start())
+        .await
+        .unwrap()
+        .expect("OVN env");
+    let chassis_netns = env.chassis_netns().unwrap().expect("own netns").to_owned();
+    env.nbctl(&["ls-add", "net2"]).unwrap();
+    let namespace = unique("cnitool");
+    create_namespace(&client, &namespace).await;
+    create_pod(&client, &namespace, "tool-pod", NODE).await;
+    annotate_pod(
+        &client,
+        &namespace,
+        "tool-pod",
+        &Allocation {
+            ip: "10.0.2.7".into(),
+            mac: "0a:72:00:00:02:07".into(),
+            cidr: "10.0.2.0/24".into(),
+            gateway: "10.0.2.1".into(),
+            logical_switch: "net2".into(),
+        },
+    )
+    .await;
+    let lsp = format!("tool-pod.{namespace}");
+    env.nbctl(&["lsp-add", "net2", &lsp]).unwrap();
+    env.nbctl(&["lsp-set-addresses", &lsp, "0a:72:00:00:02:07 10.0.2.7"])
+        .unwrap();
+    // A second workload on the switch to talk to.
+    env.nbctl(&["lsp-add", "net2", "peer"]).unwrap();
+    env.nbctl(&["lsp-set-addresses", "peer", "0a:72:00:00:02:08 10.0.2.8"])
+        .unwrap();
+    let peer = env
+        .plug(
+            "peer",
+            &testenv::netns::Nic::new("0a:72:00:00:02:08", "10.0.2.8/24", Some("10.0.2.1")),
+        )
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(
+        dir.path(),
+        &[
+            "--kubeconfig".into(),
+            kube.kubeconfig().display().to_string(),
+            "--node-name".into(),
+            NODE.into(),
+            "--ovs-db".into(),
+            env.ovs_remote().unwrap(),
+            "--ovn-nb".into(),
+            env.nb_remote(),
+            "--host-netns".into(),
+            format!("/var/run/netns/{chassis_netns}"),
+        ],
+    );
+    let netconf_dir = dir.path().join("net.d");
+    std::fs::create_dir(&netconf_dir).unwrap();
+    let conflist = json!({
+        "cniVersion": "1.1.0",
+        "name": "rovn-tool",
+        "plugins": [{"type": "rovn-cni", "socket": agent.socket}]
+    });
+    std::fs::write(netconf_dir.join("10-rovn.conflist"), conflist.to_string()).unwrap();
+    let sandbox = Netns::new().unwrap();
+    let sandbox_path = format!("/var/run/netns/{}", sandbox.name());
+    let tool = |args: &[&str]| cnitool(&bins, &netconf_dir, &namespace, args);
+
+    let (ok, stdout, stderr) = tool(&["add", "rovn-tool", &sandbox_path]);
+    assert!(ok, "cnitool add failed: {stdout} {stderr}\n{}", agent.log());
+    let result: Value = serde_json::from_str(&stdout).expect("cnitool prints the result");
+    assert_eq!(result["ips"][0]["address"], "10.0.2.7/24");
+    assert_eq!(result["interfaces"][1]["sandbox"], sandbox_path.as_str());
+    let host_if = result["interfaces"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.nbctl(&["get", "Logical_Switch_Port", &lsp, "up"])
+            .unwrap()
+            .trim(),
+        "true"
+    );
+    assert!(sandbox.ping("10.0.2.8"), "{}", agent.log());
+    assert!(peer.ping("10.0.2.7"));
+
+    let (ok, stdout, stderr) = tool(&["check", "rovn-tool", &sandbox_path]);
+    assert!(ok, "cnitool check failed: {stdout} {stderr}");
+    let (ok, stdout, stderr) = tool(&["del", "rovn-tool", &sandbox_path]);
+    assert!(ok, "cnitool del failed: {stdout} {stderr}");
+    assert!(!run("ip", &["-n", &chassis_netns, "link", "show", &host_if]).0);
+    let ports = env
+        .vsctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Interface",
+            &format!("name={host_if}"),
+        ])
+        .unwrap();
+    assert_eq!(ports.trim(), "");
+    // CHECK after DEL fails: the attachment is gone.
+    let (ok, _, _) = tool(&["check", "rovn-tool", &sandbox_path]);
+    assert!(!ok, "CHECK succeeded after DEL");
+}
