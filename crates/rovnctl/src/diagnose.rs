@@ -1,0 +1,202 @@
+//! `rovnctl diagnose`: what pods of a subnet can reach on the Neutron networks
+//! of its router, read from the OVN Northbound database.
+//!
+//! The one surprise of sharing a router with Neutron: VM ports with port
+//! security sit in `neutron_pg_drop`, so a NEW connection from a pod to a VM
+//! is dropped unless one of the VM's security groups has an ingress rule
+//! admitting the pod subnet (`remote_ip_prefix`). VM → pod and replies work.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use ovn::nb::{self, Acl, AddressSet, LogicalRouter, LogicalRouterPort, LogicalSwitch};
+use ovn::nb::{LogicalSwitchPort, PortGroup};
+use ovn::ownership::{self, NEUTRON_NETWORK_NAME};
+use ovn::security_groups::{Reach, SecurityRows, VmPortReach, pod_to_vm_reach};
+use ovn::{Table, check_schema};
+use ovsdb::{Client, TxnBuilder};
+
+/// The finding for one Neutron network attached to the router.
+#[derive(Debug, Clone)]
+pub struct NetworkReport {
+    /// The network's switch (`neutron-<uuid>`).
+    pub switch: String,
+    /// Its Neutron display name.
+    pub display_name: String,
+    /// The router port's networks on it.
+    pub cidrs: Vec<String>,
+    /// Each VM port on the network.
+    pub vm_ports: Vec<VmPortReach>,
+}
+
+/// What `diagnose` found for a CIDR on a router.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The pods' CIDR.
+    pub cidr: IpNet,
+    /// The OVN router.
+    pub router: String,
+    /// Neutron's display name of the router, when it is Neutron's.
+    pub neutron_name: Option<String>,
+    /// Neutron networks attached to the router.
+    pub networks: Vec<NetworkReport>,
+}
+
+impl Report {
+    /// VM ports to which new connections from the pods are dropped.
+    pub fn dropped(&self) -> impl Iterator<Item = &VmPortReach> {
+        self.networks
+            .iter()
+            .flat_map(|n| n.vm_ports.iter())
+            .filter(|p| p.reach == Reach::Dropped)
+    }
+}
+
+/// Every row of `T`'s table.
+fn rows<T: Table>(result: &ovsdb::TxnResult, index: usize) -> Result<Vec<T>> {
+    let rows = result.results[index]
+        .rows()
+        .context("select returned no rows")?;
+    rows.iter()
+        .map(|row| {
+            let uuid = row.uuid().context("row without _uuid")?;
+            Ok(T::from_row(uuid, row)?)
+        })
+        .collect()
+}
+
+/// Reads the Northbound tables involved and reports, for each VM port on the
+/// Neutron networks of `router`, what pods in `cidr` can open towards it.
+pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<Report> {
+    let schema = nb_client.get_schema(nb::DATABASE).await?;
+    check_schema(&schema, nb::REQUIRED)?;
+    let mut txn = TxnBuilder::new(nb::DATABASE);
+    let selects = [
+        txn.select(LogicalRouter::NAME, vec![], None),
+        txn.select(LogicalRouterPort::NAME, vec![], None),
+        txn.select(LogicalSwitch::NAME, vec![], None),
+        txn.select(LogicalSwitchPort::NAME, vec![], None),
+        txn.select(PortGroup::NAME, vec![], None),
+        txn.select(Acl::NAME, vec![], None),
+        txn.select(AddressSet::NAME, vec![], None),
+    ];
+    let result = nb_client.commit(&txn).await?;
+    let routers: Vec<LogicalRouter> = rows(&result, selects[0])?;
+    let router_ports: BTreeMap<_, LogicalRouterPort> = rows(&result, selects[1])?
+        .into_iter()
+        .map(|p: LogicalRouterPort| (p.uuid, p))
+        .collect();
+    let switches: Vec<LogicalSwitch> = rows(&result, selects[2])?;
+    let switch_ports: BTreeMap<_, LogicalSwitchPort> = rows(&result, selects[3])?
+        .into_iter()
+        .map(|p: LogicalSwitchPort| (p.uuid, p))
+        .collect();
+    let port_groups: Vec<PortGroup> = rows(&result, selects[4])?;
+    let acls: BTreeMap<_, Acl> = rows(&result, selects[5])?
+        .into_iter()
+        .map(|a: Acl| (a.uuid, a))
+        .collect();
+    let address_sets: Vec<AddressSet> = rows(&result, selects[6])?;
+
+    let Some(lr) = routers.iter().find(|r| r.name == router) else {
+        bail!("no Logical_Router named {router:?} in the Northbound database");
+    };
+    let security = SecurityRows {
+        port_groups: &port_groups,
+        acls: &acls,
+        address_sets: &address_sets,
+    };
+    let mut networks = Vec::new();
+    for lrp in lr.ports.iter().filter_map(|uuid| router_ports.get(uuid)) {
+        let Some(switch_name) = lrp.external_ids.get(NEUTRON_NETWORK_NAME) else {
+            continue;
+        };
+        let Some(switch) = switches.iter().find(|s| &s.name == switch_name) else {
+            continue;
+        };
+        let vm_ports: Vec<&LogicalSwitchPort> = switch
+            .ports
+            .iter()
+            .filter_map(|uuid| switch_ports.get(uuid))
+            .filter(|p| p.type_.is_empty() && ownership::is_neutron_owned(&p.external_ids))
+            .collect();
+        networks.push(NetworkReport {
+            switch: switch.name.clone(),
+            display_name: switch
+                .external_ids
+                .get(NEUTRON_NETWORK_NAME)
+                .cloned()
+                .unwrap_or_default(),
+            cidrs: lrp.networks.iter().cloned().collect(),
+            vm_ports: pod_to_vm_reach(cidr, &vm_ports, &security),
+        });
+    }
+    Ok(Report {
+        cidr,
+        router: router.to_string(),
+        neutron_name: lr.external_ids.get(ownership::NEUTRON_ROUTER_NAME).cloned(),
+        networks,
+    })
+}
+
+/// The security group UUID behind a `pg_<uuid with _>` port group.
+fn security_group_id(port_group: &str) -> String {
+    port_group.trim_start_matches("pg_").replace('_', "-")
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pods in {} on router {}", self.cidr, self.router)?;
+        match &self.neutron_name {
+            Some(name) => writeln!(f, " (Neutron router {name:?})")?,
+            None => writeln!(f, " (not a Neutron router)")?,
+        }
+        if self.networks.is_empty() {
+            writeln!(f, "  no Neutron network is attached to this router")?;
+        }
+        for network in &self.networks {
+            writeln!(
+                f,
+                "  Neutron network {:?} ({}) via {}",
+                network.display_name,
+                network.switch,
+                network.cidrs.join(", ")
+            )?;
+            for port in &network.vm_ports {
+                let addresses = port.addresses.join(" ");
+                let verdict = match &port.reach {
+                    Reach::Unfiltered => "reachable: port security is off".to_string(),
+                    Reach::Allowed { rule } => format!("reachable: allowed by {rule:?}"),
+                    Reach::Partial { rules } => {
+                        format!("partly reachable: only what {rules:?} allows")
+                    }
+                    Reach::Dropped => format!(
+                        "DROPPED: new connections from {} are dropped by neutron_pg_drop \
+                         (VM -> pod and replies work)",
+                        self.cidr
+                    ),
+                };
+                writeln!(f, "    VM port {} [{addresses}]: {verdict}", port.port)?;
+                if port.reach == Reach::Dropped {
+                    for group in &port.security_groups {
+                        writeln!(
+                            f,
+                            "      fix: openstack security group rule create --ingress \
+                             --ethertype {} --remote-ip {} {}",
+                            if self.cidr.addr().is_ipv4() {
+                                "IPv4"
+                            } else {
+                                "IPv6"
+                            },
+                            self.cidr,
+                            security_group_id(group)
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
