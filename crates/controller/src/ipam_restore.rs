@@ -197,7 +197,11 @@ mod tests {
         .unwrap();
         assert_eq!(outcome.restored, 2);
         assert_eq!(outcome.refused.len(), 2);
-        assert!(!outcome.refused[0].is_conflict(), "{:?}", outcome.refused[0]);
+        assert!(
+            !outcome.refused[0].is_conflict(),
+            "{:?}",
+            outcome.refused[0]
+        );
         assert!(outcome.refused[1].is_conflict(), "{:?}", outcome.refused[1]);
         let subnet = ipam.subnet("net2").unwrap();
         assert_eq!(subnet.owner_of("10.0.2.5".parse().unwrap()), Some("ns/a"));
@@ -207,7 +211,12 @@ mod tests {
         let again = restore(
             &mut ipam,
             "net2",
-            [holding("ns/c", "10.0.2.6", "0a:72:00:00:00:03", Source::Port)],
+            [holding(
+                "ns/c",
+                "10.0.2.6",
+                "0a:72:00:00:00:03",
+                Source::Port,
+            )],
         )
         .unwrap();
         assert_eq!(again.restored, 1);

@@ -12,7 +12,7 @@ use controller::context::Context;
 use controller::http::{self, Probes};
 use controller::leader::{LeaderElector, LeaseTiming};
 use controller::metrics::Metrics;
-use controller::{import, namespace, subnet, vpc};
+use controller::{import, namespace, pod, subnet, vpc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::registry::Registry;
@@ -85,6 +85,8 @@ async fn lead(
     });
     let subnets = ctx.clone();
     writers.spawn(async move { subnet::run(subnets).await.context("Subnet reconciler") });
+    let pods = ctx.clone();
+    writers.spawn(async move { pod::run(pods).await.context("pod reconciler") });
     let namespaces = ctx.clone();
     writers.spawn(async move {
         namespace::run(namespaces).await;

@@ -152,9 +152,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let (ips, ip_writer) = reflector::store::<IP>();
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(ctx.kube.clone()), watcher::Config::default())
-            .modify(slim)
-            .default_backoff(),
+        watcher(
+            Api::<Pod>::all(ctx.kube.clone()),
+            watcher::Config::default(),
+        )
+        .modify(slim)
+        .default_backoff(),
     );
     let ip_events = reflector::reflector(
         ip_writer,
@@ -257,7 +260,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         "pods, IP resources and ports listed: reconciling pods"
     );
     *lock(&this.startup) = Some((keys, Instant::now()));
-    if lock(&this.startup).as_ref().is_some_and(|(k, _)| k.is_empty()) {
+    if lock(&this.startup)
+        .as_ref()
+        .is_some_and(|(k, _)| k.is_empty())
+    {
         this.startup_done();
     }
 
@@ -275,7 +281,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                             PodError::NoSubnet(_) | PodError::SubnetNotReady(_) => {
                                 debug!(pod = %key, error = %err, "pod waits")
                             }
-                            _ => warn!(pod = %key, error = %err, "pod reconcile failed, will retry"),
+                            _ => {
+                                warn!(pod = %key, error = %err, "pod reconcile failed, will retry")
+                            }
                         }
                         r.queue.failed(&key);
                     }
@@ -303,7 +311,10 @@ fn changed_port_owner(event: &RowEvent) -> Option<String> {
         RowEvent::Modify { old, .. } | RowEvent::Delete { old, .. } => old,
     };
     (row.get_map_str("external_ids", KIND_KEY) == Some(port::KIND))
-        .then(|| row.get_map_str("external_ids", OBJECT_KEY).map(str::to_string))
+        .then(|| {
+            row.get_map_str("external_ids", OBJECT_KEY)
+                .map(str::to_string)
+        })
         .flatten()
 }
 
@@ -311,7 +322,12 @@ impl Reconciler {
     /// Queues every key the pods, our ports, the IP resources and the IPAM
     /// know about; returns them.
     fn sweep(&self) -> HashSet<String> {
-        let mut keys: HashSet<String> = self.pods.state().iter().filter_map(|p| pod_key(p)).collect();
+        let mut keys: HashSet<String> = self
+            .pods
+            .state()
+            .iter()
+            .filter_map(|p| pod_key(p))
+            .collect();
         keys.extend(
             port::all(&self.ctx.nb_replica)
                 .iter()
@@ -376,13 +392,20 @@ impl Reconciler {
         }
     }
 
-    async fn ensure(&self, pod: &Pod, namespace: &str, name: &str, key: &str) -> Result<(), PodError> {
+    async fn ensure(
+        &self,
+        pod: &Pod,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<(), PodError> {
         match annotations::assigned(pod) {
             Ok(Some(assigned)) => self.keep(pod, namespace, name, key, assigned).await,
             Ok(None) if finished(pod) => Ok(()),
             Ok(None) => self.allocate(pod, namespace, name, key).await,
             Err(invalid) => {
-                self.warn(pod, "InvalidAnnotation", invalid.to_string()).await;
+                self.warn(pod, "InvalidAnnotation", invalid.to_string())
+                    .await;
                 Ok(())
             }
         }
@@ -406,7 +429,9 @@ impl Reconciler {
             release_elsewhere(&mut ipam, key, subnet);
             match ipam.restore(subnet, key, &assigned.ips, Some(assigned.mac)) {
                 // An older record of this pod disagreed: the annotations win.
-                Err(AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. }) => {
+                Err(
+                    AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. },
+                ) => {
                     ipam.release(subnet, key);
                     ipam.restore(subnet, key, &assigned.ips, Some(assigned.mac))
                 }
@@ -425,13 +450,20 @@ impl Reconciler {
                 return Ok(());
             }
         };
-        self.write_port(pod, namespace, name, subnet, allocation).await?;
+        self.write_port(pod, namespace, name, subnet, allocation)
+            .await?;
         self.ensure_ip_resource(pod, namespace, name, subnet, &allocation)
             .await
     }
 
     /// A pod without addresses: allocate, write the port, annotate, record.
-    async fn allocate(&self, pod: &Pod, namespace: &str, name: &str, key: &str) -> Result<(), PodError> {
+    async fn allocate(
+        &self,
+        pod: &Pod,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<(), PodError> {
         let subnet = match annotations::requested_subnet(pod) {
             Some(subnet) => subnet.to_string(),
             None => subnet::subnet_for_namespace(&self.ctx, namespace)
@@ -441,7 +473,8 @@ impl Reconciler {
         let request = match annotations::address_request(pod) {
             Ok(request) => request,
             Err(error) => {
-                self.warn(pod, "InvalidAddressRequest", error.to_string()).await;
+                self.warn(pod, "InvalidAddressRequest", error.to_string())
+                    .await;
                 return Ok(());
             }
         };
@@ -462,7 +495,9 @@ impl Reconciler {
             match ipam.allocate(&subnet, key, &request) {
                 // Held from an earlier attempt with another request: the
                 // pod was never annotated with it, so it is dropped.
-                Err(AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. }) => {
+                Err(
+                    AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. },
+                ) => {
                     ipam.release(&subnet, key);
                     ipam.allocate(&subnet, key, &request)
                 }
@@ -478,7 +513,8 @@ impl Reconciler {
                 return Err(PodError::Allocation { subnet, error });
             }
         };
-        self.write_port(pod, namespace, name, &subnet, allocation).await?;
+        self.write_port(pod, namespace, name, &subnet, allocation)
+            .await?;
         let config = lock(&self.ctx.ipam)
             .subnet(&subnet)
             .map(|s| s.config().clone())
@@ -560,8 +596,11 @@ impl Reconciler {
     async fn cleanup(&self, namespace: &str, name: &str, key: &str) -> Result<(), PodError> {
         let ports = port::of_owner(&self.ctx.nb_replica, key);
         port::delete(&self.ctx, &ports).await?;
-        let mut subnets: BTreeSet<String> =
-            ports.iter().filter_map(port::recorded).map(|r| r.subnet).collect();
+        let mut subnets: BTreeSet<String> = ports
+            .iter()
+            .filter_map(port::recorded)
+            .map(|r| r.subnet)
+            .collect();
         {
             let mut ipam = lock(&self.ctx.ipam);
             subnets.extend(release_elsewhere(&mut ipam, key, ""));

@@ -243,14 +243,15 @@ pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
                     vec![Mutation::insert("ports", Value::set([current.uuid]))],
                 );
             }
-            txn.comment(format!("rovn: port of pod {}/{}", port.namespace, port.name));
+            txn.comment(format!(
+                "rovn: port of pod {}/{}",
+                port.namespace, port.name
+            ));
             let result = ctx.nb_commit(&txn).await?;
             if result.results.first().and_then(|r| r.count()) != Some(1) {
                 return Err(PortError::Raced(desired.name));
             }
-            if !on_switch
-                && result.results.get(2).and_then(|r| r.count()) != Some(1)
-            {
+            if !on_switch && result.results.get(2).and_then(|r| r.count()) != Some(1) {
                 return Err(PortError::NoSwitch(port.subnet.clone()));
             }
         }
@@ -270,7 +271,10 @@ pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
                 vec![Where::uuid(switch)],
                 vec![Mutation::insert("ports", Value::set([lsp]))],
             );
-            txn.comment(format!("rovn: port of pod {}/{}", port.namespace, port.name));
+            txn.comment(format!(
+                "rovn: port of pod {}/{}",
+                port.namespace, port.name
+            ));
             let result = match ctx.nb_commit(&txn).await {
                 Ok(result) => result,
                 Err(ovsdb::Error::Txn { index: 0, .. }) => {
