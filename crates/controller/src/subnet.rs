@@ -376,9 +376,13 @@ impl Reconciler {
                     .filter(|p| p.name != lrp_name(name))
                     .flat_map(|port| {
                         let owner = port_owner(&port);
+                        let subnet = ownership::is_ours(&port.external_ids)
+                            .then(|| port.external_ids.get(OBJECT_KEY).cloned())
+                            .flatten();
                         port.networks.into_iter().map(move |network| RouterNetwork {
                             network,
                             owner: owner.clone(),
+                            subnet: subnet.clone(),
                         })
                     })
                     .collect()

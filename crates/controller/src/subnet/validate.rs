@@ -125,6 +125,8 @@ pub struct RouterNetwork {
     pub network: String,
     /// Who owns the port, for the message (`Neutron network neutron-<id>`).
     pub owner: String,
+    /// The Subnet whose gateway this is, when the port is ours.
+    pub subnet: Option<String>,
 }
 
 /// Checks `cidrs` of Subnet `name` (on `vpc`, bound to `namespaces`)
@@ -143,14 +145,23 @@ pub fn check_overlaps(
             let Ok(net) = other.network.parse::<IpNet>() else {
                 continue;
             };
-            if overlaps(cidr, &net.trunc()) {
-                return Err(Invalid::OverlapsRouterNetwork {
+            if !overlaps(cidr, &net.trunc()) {
+                continue;
+            }
+            if let Some(other) = &other.subnet {
+                return Err(Invalid::OverlapsSubnet {
                     cidr: *cidr,
-                    network: other.network.clone(),
-                    owner: other.owner.clone(),
-                    router: router.to_string(),
+                    other: other.clone(),
+                    other_cidr: net.trunc(),
+                    vpc: vpc.to_string(),
                 });
             }
+            return Err(Invalid::OverlapsRouterNetwork {
+                cidr: *cidr,
+                network: other.network.clone(),
+                owner: other.owner.clone(),
+                router: router.to_string(),
+            });
         }
         for (other, binding) in accepted.iter().filter(|(n, _)| n.as_str() != name) {
             for other_cidr in binding.cidrs() {
@@ -203,6 +214,7 @@ mod tests {
         let neutron = [RouterNetwork {
             network: "10.0.1.1/24".to_string(),
             owner: "Neutron network neutron-x".to_string(),
+            subnet: None,
         }];
         let accepted = BTreeMap::from([
             ("a".to_string(), binding("r", "10.0.3.0/24", &["x"])),
@@ -214,6 +226,13 @@ mod tests {
             check_overlaps(name, "r", &ns, &net(cidr), "r", &neutron, &accepted)
         };
         let err = check("n", "10.0.1.0/25", &[]).unwrap_err();
+        let ours = [RouterNetwork {
+            network: "10.0.9.1/24".to_string(),
+            owner: "Subnet z".to_string(),
+            subnet: Some("z".to_string()),
+        }];
+        let by_port = check_overlaps("n", "r", &[], &net("10.0.9.0/25"), "r", &ours, &accepted);
+        assert_eq!(by_port.unwrap_err().reason(), "CidrOverlapsSubnet");
         assert_eq!(err.reason(), "CidrOverlapsRouterNetwork");
         assert!(err.to_string().contains("10.0.1.1/24"), "{err}");
         assert_eq!(

@@ -1,0 +1,720 @@
+//! Subnets end to end: a real NB ovsdb-server with northd, a real
+//! kube-apiserver, the real `rovn-controller` binary, and a Neutron
+//! Zed-shaped router with a Neutron network on 10.0.1.0/24 written with
+//! `ovn-nbctl` (`testenv::neutron`).
+
+mod common;
+
+use api::annotations::{CIDR, LOGICAL_SWITCH};
+use api::condition::{ATTACHED, READY, VALIDATED, find_condition, is_condition_true};
+use api::{IP, IpSpec, Subnet, SubnetSpec, Vpc, VpcSpec};
+use common::*;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use testenv::kube::KubeEnv;
+use testenv::neutron::{NeutronNetwork, NeutronRouter};
+use testenv::ovn::OvnEnv;
+
+const REPAIRS_ROUTER_PORT: &str = "rovn_ovn_repairs_total{row=\"router-port\"}";
+const REPAIRS_SWITCH_PORT: &str = "rovn_ovn_repairs_total{row=\"switch-port\"}";
+
+/// The test's clients and environments.
+struct Env {
+    ovn: OvnEnv,
+    kube: KubeEnv,
+    client: kube::Client,
+    subnets: Api<Subnet>,
+    vpcs: Api<Vpc>,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let ovn = OvnEnv::builder().northd().start().expect("OVN");
+        let kube = KubeEnv::start().expect("kube-apiserver");
+        let client = kube.client().await.expect("client");
+        install_crds(&client).await;
+        Self {
+            subnets: Api::all(client.clone()),
+            vpcs: Api::all(client.clone()),
+            ovn,
+            kube,
+            client,
+        }
+    }
+
+    /// `ovn-nbctl` output, trimmed.
+    fn nbctl(&self, args: &[&str]) -> String {
+        self.ovn
+            .nbctl(args)
+            .unwrap_or_else(|e| panic!("ovn-nbctl {args:?}: {e:#}"))
+            .trim()
+            .to_string()
+    }
+
+    /// `_uuid`s of the rows of `table` matching `conditions`.
+    fn find(&self, table: &str, conditions: &[&str]) -> Vec<String> {
+        let mut args = vec!["--bare", "--columns=_uuid", "find", table];
+        args.extend_from_slice(conditions);
+        self.nbctl(&args)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The `_uuid` of the row named `name` carrying Subnet `subnet`'s marker.
+    fn ours(&self, table: &str, name: &str, subnet: &str) -> Option<String> {
+        self.find(
+            table,
+            &[
+                &format!("name={name}"),
+                "external_ids:\"rovn:owner\"=rovn",
+                "external_ids:\"rovn:kind\"=subnet",
+                &format!("external_ids:\"rovn:object\"={subnet}"),
+            ],
+        )
+        .into_iter()
+        .next()
+    }
+
+    /// A column of the row named `name`, `--bare`.
+    fn column(&self, table: &str, name: &str, column: &str) -> String {
+        self.nbctl(&[
+            "--bare",
+            &format!("--columns={column}"),
+            "find",
+            table,
+            &format!("name={name}"),
+        ])
+    }
+
+    /// The `ports` of router `router`.
+    fn router_ports(&self, router: &str) -> Vec<String> {
+        self.column("Logical_Router", router, "ports")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether any row of ours exists for Subnet `name`.
+    fn any_rows_of(&self, name: &str) -> bool {
+        [
+            "Logical_Switch",
+            "Logical_Switch_Port",
+            "Logical_Router_Port",
+        ]
+        .iter()
+        .any(|table| {
+            !self
+                .find(table, &[&format!("external_ids:\"rovn:object\"={name}")])
+                .is_empty()
+        }) || !self
+            .find("Logical_Switch", &[&format!("name={name}")])
+            .is_empty()
+    }
+
+    async fn create_subnet(&self, name: &str, spec: SubnetSpec) {
+        self.subnets
+            .create(&PostParams::default(), &Subnet::new(name, spec))
+            .await
+            .unwrap_or_else(|e| panic!("create Subnet {name}: {e}"));
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.subnets
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("patch Subnet {name}: {e}"));
+    }
+
+    async fn create_namespace(&self, name: &str) {
+        let ns: Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": name } })).expect("namespace");
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    }
+
+    /// Waits until Subnet `name` exists and `check` holds for it.
+    async fn wait_subnet(&self, name: &str, what: &str, check: impl Fn(&Subnet) -> bool) -> Subnet {
+        eventually(&format!("Subnet {name}: {what}"), || async {
+            self.subnets
+                .get_opt(name)
+                .await
+                .expect("GET subnet")
+                .filter(|s| check(s))
+        })
+        .await
+    }
+
+    /// Waits until Subnet `name` is `Validated=False` with `reason`, then
+    /// checks a Warning Event says so.
+    async fn wait_refused(&self, name: &str, reason: &str) -> Subnet {
+        let subnet = self
+            .wait_subnet(name, &format!("refused with {reason}"), |s| {
+                condition(s, VALIDATED).is_some_and(|c| !c.is_true() && c.reason == reason)
+            })
+            .await;
+        let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), "default");
+        eventually(&format!("Event {reason} on Subnet {name}"), || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .expect("list events")
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.reason.as_deref() == Some(reason)
+                        && e.type_.as_deref() == Some("Warning")
+                })
+        })
+        .await;
+        subnet
+    }
+
+    /// Waits until namespace `name` carries the annotations of `subnet`.
+    async fn wait_namespace_bound(&self, name: &str, subnet: &str, cidr: &str) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        eventually(&format!("namespace {name} bound to {subnet}"), || async {
+            let ns = namespaces.get(name).await.expect("GET namespace");
+            let a = ns.annotations();
+            (a.get(LOGICAL_SWITCH).map(String::as_str) == Some(subnet)
+                && a.get(CIDR).map(String::as_str) == Some(cidr))
+            .then_some(())
+        })
+        .await;
+    }
+}
+
+fn condition<'a>(subnet: &'a Subnet, type_: &str) -> Option<&'a api::Condition> {
+    subnet
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, type_))
+}
+
+fn ready(subnet: &Subnet) -> bool {
+    subnet
+        .status
+        .as_ref()
+        .is_some_and(|s| is_condition_true(&s.conditions, READY))
+}
+
+fn spec(vpc: &str, cidr: &str, namespaces: &[&str]) -> SubnetSpec {
+    SubnetSpec {
+        vpc: Some(vpc.to_string()),
+        cidr_block: cidr.to_string(),
+        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+        ..SubnetSpec::default()
+    }
+}
+
+/// The Neutron-owned rows of the NB, with the routers' `ports` left out
+/// (adding our router port there is our one allowed write).
+fn neutron_rows_but_router_ports(ovn: &OvnEnv) -> String {
+    let dump = ovn.dump_nb().expect("dump NB");
+    let mut table = String::new();
+    let mut out = String::new();
+    for line in dump.lines() {
+        if !line.starts_with(' ') {
+            table = line.to_string();
+            continue;
+        }
+        if !(line.contains("neutron:")
+            || line.contains("subnet_id")
+            || line.contains("neutron_pg_drop"))
+        {
+            continue;
+        }
+        let mut row: serde_json::Value = serde_json::from_str(line.trim()).expect("dump row");
+        if table == "Logical_Router" {
+            row.as_object_mut().expect("row").remove("ports");
+        }
+        out.push_str(&format!("{table} {row}\n"));
+    }
+    out
+}
+
+async fn wait_metric_at_least(controller: &Controller, name: &str, value: f64) {
+    eventually(&format!("{name} >= {value}"), || async {
+        controller.metric(name).filter(|v| *v >= value).map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
+    let env = Env::start().await;
+    let ovn = &env.ovn;
+    let mut router = NeutronRouter::create(ovn, "router1").expect("router1");
+    let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
+    let iface = router.add_interface(ovn, &net1).expect("interface");
+    let r1 = router.lr_name();
+    let neutron_before = neutron_rows_but_router_ports(ovn);
+
+    let controller = Controller::start(ovn, &env.kube, "subnets-a");
+    controller.wait_ready().await;
+    wait_vpc(&env.vpcs, &r1, "imported", |_| true).await;
+    env.create_namespace("net2").await;
+    env.create_subnet("net2", spec(&r1, "10.0.2.0/24", &["net2"]))
+        .await;
+    let subnet = env.wait_subnet("net2", "Ready", ready).await;
+
+    // The switch, the router-type port and the router port, all ours.
+    let ls = env
+        .ours("Logical_Switch", "net2", "net2")
+        .expect("switch net2 with our marker");
+    let lsp = env
+        .ours("Logical_Switch_Port", "rovn-net2-lsp", "net2")
+        .expect("router-type LSP with our marker");
+    let lrp = env
+        .ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        .expect("LRP with our marker");
+    assert_eq!(
+        env.nbctl(&["--bare", "--columns=ports", "list", "Logical_Switch", &ls]),
+        lsp
+    );
+    assert_eq!(
+        env.column("Logical_Switch_Port", "rovn-net2-lsp", "type"),
+        "router"
+    );
+    assert_eq!(
+        env.column("Logical_Switch_Port", "rovn-net2-lsp", "addresses"),
+        "router"
+    );
+    assert_eq!(
+        env.nbctl(&[
+            "get",
+            "Logical_Switch_Port",
+            "rovn-net2-lsp",
+            "options:router-port"
+        ])
+        .trim_matches('"'),
+        "rovn-net2-lrp"
+    );
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-net2-lrp", "networks"),
+        "10.0.2.1/24"
+    );
+    let mac = env.column("Logical_Router_Port", "rovn-net2-lrp", "mac");
+    assert!(
+        mac.starts_with("0a:72:") && !mac.starts_with("fa:16:3e"),
+        "{mac}"
+    );
+    let mut ports = env.router_ports(&r1);
+    ports.sort();
+    let neutron_lrp = env.find(
+        "Logical_Router_Port",
+        &[&format!("name={}", iface.lrp_name())],
+    );
+    let mut expected = vec![lrp.clone(), neutron_lrp[0].clone()];
+    expected.sort();
+    assert_eq!(ports, expected, "router ports: Neutron's and ours");
+    assert_eq!(
+        neutron_rows_but_router_ports(ovn),
+        neutron_before,
+        "a Neutron row other than the router's ports changed"
+    );
+
+    // Status: counts, conditions, the Neutron port-security note.
+    let status = subnet.status.clone().expect("status");
+    assert_eq!(status.v4_available_ips.map(|c| c.0), Some(253));
+    assert_eq!(status.v4_using_ips.map(|c| c.0), Some(0));
+    assert!(is_condition_true(&status.conditions, VALIDATED));
+    assert!(is_condition_true(&status.conditions, ATTACHED));
+    let note = find_condition(&status.conditions, "NeutronSecurityGroups").expect("note");
+    assert!(
+        note.is_true()
+            && note.message.contains("neutron_pg_drop")
+            && note.message.contains("10.0.2.0/24"),
+        "{note:?}"
+    );
+
+    // Namespace binding: net2 → net2, others → the default Subnet.
+    env.wait_namespace_bound("net2", "net2", "10.0.2.0/24")
+        .await;
+    env.wait_subnet("ovn-default", "Ready", ready).await;
+    env.wait_namespace_bound("default", "ovn-default", "10.16.0.0/16")
+        .await;
+
+    // Neutron's repair sync / router update: our port taken off the router.
+    env.nbctl(&["remove", "Logical_Router", &r1, "ports", &lrp]);
+    let restored = eventually("router port restored", || async {
+        env.ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+            .filter(|uuid| env.router_ports(&r1).contains(uuid))
+    })
+    .await;
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-net2-lrp", "mac"),
+        mac
+    );
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-net2-lrp", "networks"),
+        "10.0.2.1/24"
+    );
+    wait_metric_at_least(&controller, REPAIRS_ROUTER_PORT, 1.0).await;
+
+    // Our router-type port deleted, then changed.
+    env.nbctl(&["lsp-del", "rovn-net2-lsp"]);
+    eventually("switch port restored", || async {
+        env.ours("Logical_Switch_Port", "rovn-net2-lsp", "net2")
+    })
+    .await;
+    wait_metric_at_least(&controller, REPAIRS_SWITCH_PORT, 1.0).await;
+    env.nbctl(&["lsp-set-options", "rovn-net2-lsp", "router-port=elsewhere"]);
+    eventually("switch port options restored", || async {
+        (env.nbctl(&[
+            "get",
+            "Logical_Switch_Port",
+            "rovn-net2-lsp",
+            "options:router-port",
+        ])
+        .trim_matches('"')
+            == "rovn-net2-lrp")
+            .then_some(())
+    })
+    .await;
+    wait_metric_at_least(&controller, REPAIRS_SWITCH_PORT, 2.0).await;
+
+    // Restart with our port deleted while the controller was down: back
+    // with the same MAC.
+    drop(controller);
+    env.nbctl(&["lrp-del", "rovn-net2-lrp"]);
+    let controller = Controller::start(ovn, &env.kube, "subnets-b");
+    controller.wait_ready().await;
+    let again = eventually("router port restored after restart", || async {
+        env.ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+            .filter(|uuid| env.router_ports(&r1).contains(uuid))
+    })
+    .await;
+    assert_ne!(again, restored);
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-net2-lrp", "mac"),
+        mac
+    );
+    assert_eq!(
+        env.find("Logical_Switch", &["name=net2"]).len(),
+        1,
+        "one switch"
+    );
+
+    // Neutron deletes the router: detached with RouterMissing; re-created
+    // (same id): attached again.
+    let router_id = router.id.clone();
+    router
+        .remove_interface(ovn, &iface)
+        .expect("remove interface");
+    router.delete(ovn).expect("delete router");
+    env.wait_subnet("net2", "Attached=False RouterMissing", |s| {
+        condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "RouterMissing")
+            && !ready(s)
+    })
+    .await;
+    assert!(
+        env.ours("Logical_Switch", "net2", "net2").is_some(),
+        "switch kept"
+    );
+    let router = NeutronRouter::create_with_id(ovn, &router_id, "router1").expect("router again");
+    assert_eq!(router.lr_name(), r1);
+    env.wait_subnet("net2", "re-attached", |s| {
+        ready(s) && condition(s, ATTACHED).is_some_and(|c| c.is_true())
+    })
+    .await;
+    let lrp = env
+        .ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        .expect("LRP again");
+    assert_eq!(env.router_ports(&r1), vec![lrp]);
+
+    // Deletion removes exactly our rows; the Neutron router stays.
+    let neutron_before = neutron_rows_but_router_ports(ovn);
+    env.subnets
+        .delete("net2", &DeleteParams::default())
+        .await
+        .expect("delete net2");
+    eventually("Subnet net2 gone", || async {
+        env.subnets
+            .get_opt("net2")
+            .await
+            .expect("GET")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!env.any_rows_of("net2"), "rows of net2 left in OVN");
+    assert!(env.router_ports(&r1).is_empty());
+    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+    controller.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_subnets_are_refused_before_any_ovn_write() {
+    let env = Env::start().await;
+    let ovn = &env.ovn;
+    let mut router = NeutronRouter::create(ovn, "router1").expect("router1");
+    let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
+    router.add_interface(ovn, &net1).expect("interface");
+    let r1 = router.lr_name();
+    let controller = Controller::start(ovn, &env.kube, "subnets-invalid");
+    controller.wait_ready().await;
+    wait_vpc(&env.vpcs, &r1, "imported", |_| true).await;
+
+    // A valid Subnet bound to namespace shared, on the Neutron router.
+    env.create_subnet("sa", spec(&r1, "10.0.6.0/24", &["shared"]))
+        .await;
+    env.wait_subnet("sa", "Ready", ready).await;
+    let ports_before = env.router_ports(&r1);
+    assert_eq!(ports_before.len(), 2);
+    let neutron_before = neutron_rows_but_router_ports(ovn);
+
+    let refused = [
+        ("bad-cidr", spec(&r1, "10.0.2.0/33", &[]), "InvalidCidr"),
+        (
+            "bad-gateway",
+            SubnetSpec {
+                gateway: Some("10.0.4.1".to_string()),
+                ..spec(&r1, "10.0.3.0/24", &[])
+            },
+            "InvalidGateway",
+        ),
+        (
+            "exclude-outside",
+            SubnetSpec {
+                exclude_ips: vec!["10.0.9.5".to_string()],
+                ..spec(&r1, "10.0.5.0/24", &[])
+            },
+            "InvalidExcludeIps",
+        ),
+        (
+            "exclude-malformed",
+            SubnetSpec {
+                exclude_ips: vec!["10.0.5.x..10.0.5.9".to_string()],
+                ..spec(&r1, "10.0.5.0/24", &[])
+            },
+            "InvalidExcludeIps",
+        ),
+        (
+            "unknown-vpc",
+            spec("no-such-vpc", "10.0.7.0/24", &[]),
+            "UnknownVpc",
+        ),
+        (
+            "overlaps-neutron",
+            spec(&r1, "10.0.1.0/25", &[]),
+            "CidrOverlapsRouterNetwork",
+        ),
+        (
+            "overlaps-sa",
+            spec(&r1, "10.0.6.128/25", &[]),
+            "CidrOverlapsSubnet",
+        ),
+        (
+            "overlaps-ns",
+            spec("ovn-cluster", "10.0.6.0/24", &["shared"]),
+            "CidrOverlapsNamespaceSubnet",
+        ),
+        (
+            "neutron-1f0d3f2e-6a7b-4c8d-9e0f-112233445566",
+            spec(&r1, "10.0.8.0/24", &[]),
+            "ReservedName",
+        ),
+    ];
+    for (name, spec, _) in &refused {
+        env.create_subnet(name, spec.clone()).await;
+    }
+    for (name, _, reason) in &refused {
+        let subnet = env.wait_refused(name, reason).await;
+        assert!(!ready(&subnet), "{name} Ready");
+        assert!(
+            condition(&subnet, ATTACHED).is_some_and(|c| !c.is_true()),
+            "{name} attached"
+        );
+        assert!(!env.any_rows_of(name), "{name}: rows written to OVN");
+    }
+    let overlap = condition(
+        &env.subnets.get("overlaps-neutron").await.expect("GET"),
+        VALIDATED,
+    )
+    .expect("Validated")
+    .message
+    .clone();
+    assert!(
+        overlap.contains("10.0.1.1/24") && overlap.contains("Neutron network"),
+        "{overlap}"
+    );
+    assert_eq!(env.router_ports(&r1), ports_before);
+
+    // A running Subnet edited into an invalid one keeps running as it was.
+    let lrp = env
+        .ours("Logical_Router_Port", "rovn-sa-lrp", "sa")
+        .expect("sa's LRP");
+    env.patch_spec("sa", json!({ "cidrBlock": "10.0.1.0/24" }))
+        .await;
+    let sa = env.wait_refused("sa", "CidrOverlapsRouterNetwork").await;
+    assert!(
+        condition(&sa, VALIDATED).is_some_and(|c| c.message.contains("10.0.6.0/24")),
+        "message names the configuration in force"
+    );
+    assert!(condition(&sa, ATTACHED).is_some_and(|c| c.is_true()));
+    assert_eq!(
+        env.ours("Logical_Router_Port", "rovn-sa-lrp", "sa"),
+        Some(lrp)
+    );
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-sa-lrp", "networks"),
+        "10.0.6.1/24"
+    );
+
+    // A refused Subnet fixed by an edit is created.
+    env.patch_spec("bad-gateway", json!({ "gateway": "10.0.3.254" }))
+        .await;
+    env.wait_subnet("bad-gateway", "Ready after the fix", ready)
+        .await;
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-bad-gateway-lrp", "networks"),
+        "10.0.3.254/24"
+    );
+    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+    controller.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
+    let env = Env::start().await;
+    let ovn = &env.ovn;
+    let router = NeutronRouter::create(ovn, "router-a").expect("router-a");
+    let ra = router.lr_name();
+    let controller = Controller::start(ovn, &env.kube, "subnets-move");
+    controller.wait_ready().await;
+    wait_vpc(&env.vpcs, &ra, "imported", |_| true).await;
+    env.vpcs
+        .create(
+            &PostParams::default(),
+            &Vpc::new("vpc-b", VpcSpec::default()),
+        )
+        .await
+        .expect("create vpc-b");
+    wait_vpc(&env.vpcs, "vpc-b", "Ready", |v| {
+        v.status
+            .as_ref()
+            .is_some_and(|s| is_condition_true(&s.conditions, READY))
+    })
+    .await;
+    let neutron_before = neutron_rows_but_router_ports(ovn);
+    env.create_namespace("mv-ns").await;
+    env.create_namespace("mv-ns2").await;
+    env.create_subnet("mv", spec(&ra, "10.0.7.0/24", &["mv-ns"]))
+        .await;
+    env.wait_subnet("mv", "Ready", ready).await;
+    env.wait_namespace_bound("mv-ns", "mv", "10.0.7.0/24").await;
+    let lrp = env
+        .ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
+        .expect("LRP");
+    let mac = env.column("Logical_Router_Port", "rovn-mv-lrp", "mac");
+    assert_eq!(env.router_ports(&ra), vec![lrp.clone()]);
+
+    // An address holder: a pod with its IP record.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "mv-ns");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "nodeName": "node-1", "containers": [{ "name": "c", "image": "x" }] },
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let ips: Api<IP> = Api::all(env.client.clone());
+    let ip = IP::new(
+        "web.mv-ns",
+        IpSpec {
+            pod_name: "web".to_string(),
+            namespace: "mv-ns".to_string(),
+            subnet: "mv".to_string(),
+            v4_ip_address: "10.0.7.2".to_string(),
+            ip_address: "10.0.7.2".to_string(),
+            ..IpSpec::default()
+        },
+    );
+    match ips.create(&PostParams::default(), &ip).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create IP: {e}"),
+    }
+    let switch = env.ours("Logical_Switch", "mv", "mv").expect("switch");
+
+    // Move to our own VPC: the same router port leaves the Neutron router.
+    env.patch_spec("mv", json!({ "vpc": "vpc-b" })).await;
+    env.wait_subnet("mv", "attached to vpc-b", |s| {
+        ready(s) && condition(s, ATTACHED).is_some_and(|c| c.message.contains("vpc-b"))
+    })
+    .await;
+    assert_eq!(
+        env.router_ports("vpc-b"),
+        vec![lrp.clone()],
+        "same port moved"
+    );
+    assert!(env.router_ports(&ra).is_empty());
+    assert_eq!(env.column("Logical_Router_Port", "rovn-mv-lrp", "mac"), mac);
+    assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch.clone()));
+    let moved = env.subnets.get("mv").await.expect("GET mv");
+    assert!(
+        condition(&moved, "NeutronSecurityGroups").is_some_and(|c| !c.is_true()),
+        "no Neutron note on our own VPC"
+    );
+    // And back.
+    env.patch_spec("mv", json!({ "vpc": ra })).await;
+    eventually("back on the Neutron router", || async {
+        (env.router_ports(&ra) == vec![lrp.clone()] && env.router_ports("vpc-b").is_empty())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+
+    // Rebinding: mv-ns falls back to the default Subnet, mv-ns2 joins mv.
+    env.patch_spec("mv", json!({ "namespaces": ["mv-ns2"] }))
+        .await;
+    env.wait_namespace_bound("mv-ns2", "mv", "10.0.7.0/24")
+        .await;
+    env.wait_namespace_bound("mv-ns", "ovn-default", "10.16.0.0/16")
+        .await;
+
+    // Deletion waits for the address holder.
+    env.kube
+        .kubectl(&["delete", "subnet", "mv", "--wait=false"])
+        .expect("kubectl delete subnet");
+    env.wait_subnet("mv", "DeletionBlocked", |s| {
+        condition(s, "DeletionBlocked")
+            .is_some_and(|c| c.is_true() && c.message.contains("mv-ns/web"))
+    })
+    .await;
+    assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch));
+    assert_eq!(env.router_ports(&ra), vec![lrp]);
+    pods.delete("web", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete pod");
+    match ips.delete("web.mv-ns", &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("delete IP: {e}"),
+    }
+    eventually("Subnet mv deleted", || async {
+        env.subnets
+            .get_opt("mv")
+            .await
+            .expect("GET")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!env.any_rows_of("mv"), "rows of mv left in OVN");
+    assert!(env.router_ports(&ra).is_empty());
+    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+    controller.terminate();
+}
