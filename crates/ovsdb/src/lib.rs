@@ -65,4 +65,4 @@ pub use transact::{
 };
 pub use transport::{Remote, TlsFiles};
 pub use uuid::Uuid;
-pub use value::{Atom, NamedUuid, Row, Value};
+pub use value::{Atom, AtomMap, AtomSet, NamedUuid, Row, Value};

@@ -168,7 +168,7 @@ impl std::fmt::Debug for Replica {
 fn default_value(t: &ColumnType) -> Value {
     if !t.is_scalar() {
         return if t.is_map() {
-            Value::Map(Default::default())
+            Value::empty_map()
         } else {
             Value::empty_set()
         };

@@ -1,12 +1,12 @@
 //! Database schemas as returned by `get_schema` (RFC 7047 section 3.2), and checks that the
 //! tables and columns a program needs exist (extra ones are tolerated).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
-use crate::value::Value;
+use crate::value::{AtomMap, AtomSet, Value};
 
 /// Atomic type of a column's keys or values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl ColumnType {
                 .into_iter()
                 .next()
                 .map_or_else(Value::empty_set, Value::Atom),
-            Value::Set(s) if self.is_map() && s.is_empty() => Value::Map(BTreeMap::new()),
+            Value::Set(s) if self.is_map() && s.is_empty() => Value::empty_map(),
             other => other,
         }
     }
@@ -154,7 +154,7 @@ impl ColumnType {
         if self.is_map() {
             let mut m = match old {
                 Some(Value::Map(m)) => m,
-                _ => BTreeMap::new(),
+                _ => AtomMap::new(),
             };
             if let Value::Map(d) = diff {
                 for (k, v) in d {
@@ -172,16 +172,16 @@ impl ColumnType {
         }
         let mut s = match old {
             Some(Value::Set(s)) => s,
-            Some(Value::Atom(a)) => std::iter::once(a).collect(),
-            _ => BTreeSet::new(),
+            Some(Value::Atom(a)) => AtomSet::unit(a),
+            _ => AtomSet::new(),
         };
         let toggle = match diff {
             Value::Set(d) => d,
-            Value::Atom(a) => std::iter::once(a).collect(),
-            Value::Map(_) => BTreeSet::new(),
+            Value::Atom(a) => AtomSet::unit(a),
+            Value::Map(_) => AtomSet::new(),
         };
         for a in toggle {
-            if !s.remove(&a) {
+            if s.remove(&a).is_none() {
                 s.insert(a);
             }
         }

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::fmt;
 
 use serde_json::{Value as Json, json};
@@ -206,6 +207,13 @@ impl From<&NamedUuid> for Atom {
     }
 }
 
+/// An ordered set of atoms. Persistent (structure-sharing): cloning is O(1) and changing one
+/// element of a large set is O(log n), so replicas update big `ports` sets cheaply.
+pub type AtomSet = imbl::OrdSet<Atom>;
+
+/// An ordered map between atoms, persistent like [`AtomSet`].
+pub type AtomMap = imbl::OrdMap<Atom, Atom>;
+
 /// A column value: a single atom, a set of atoms or a map.
 ///
 /// OVSDB treats a one-element set and a bare atom as the same value; equality follows that rule.
@@ -214,15 +222,20 @@ pub enum Value {
     /// A bare atom (also a one-element set).
     Atom(Atom),
     /// A set of atoms (possibly empty).
-    Set(BTreeSet<Atom>),
+    Set(AtomSet),
     /// A map between atoms.
-    Map(BTreeMap<Atom, Atom>),
+    Map(AtomMap),
 }
 
 impl Value {
     /// The empty set.
     pub fn empty_set() -> Value {
-        Value::Set(BTreeSet::new())
+        Value::Set(AtomSet::new())
+    }
+
+    /// The empty map.
+    pub fn empty_map() -> Value {
+        Value::Map(AtomMap::new())
     }
 
     /// A set from anything convertible to atoms.
@@ -300,7 +313,7 @@ impl Value {
     }
 
     /// The map, if this is a map value.
-    pub fn as_map(&self) -> Option<&BTreeMap<Atom, Atom>> {
+    pub fn as_map(&self) -> Option<&AtomMap> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,
@@ -525,7 +538,7 @@ mod tests {
     fn single_atom_equals_one_element_set() {
         assert_eq!(Value::from("x"), Value::set(["x"]));
         assert_ne!(Value::from("x"), Value::set(["x", "y"]));
-        assert_eq!(Value::empty_set(), Value::Map(BTreeMap::new()));
+        assert_eq!(Value::empty_set(), Value::empty_map());
     }
 
     #[test]
