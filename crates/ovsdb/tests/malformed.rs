@@ -109,6 +109,41 @@ async fn invalid_json() {
 }
 
 #[tokio::test]
+async fn deeply_nested_and_non_utf8_json() {
+    let deep: &'static str = Box::leak(
+        format!(
+            r#"{{"id":ID,"result":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        )
+        .into_boxed_str(),
+    );
+    let e = request_with_reply(deep, Default::default()).await;
+    assert!(matches!(e, Error::Json(_)), "{e:?}");
+    let bad_utf8: &'static str =
+        Box::leak(format!("{{\"id\":ID,\"result\":\"{}\"}}", "\u{fffd}").into_boxed_str());
+    let remote = fake_server(Arc::new(move |req| {
+        let mut bytes = reply_to(req, bad_utf8);
+        // Replace the U+FFFD (3 bytes) by a lone continuation byte: invalid UTF-8.
+        let pos = bytes
+            .windows(3)
+            .position(|w| w == [0xef, 0xbf, 0xbd])
+            .unwrap();
+        bytes.splice(pos..pos + 3, [0x80]);
+        Some(bytes)
+    }))
+    .await;
+    let conn = Connection::open(&remote, None, &Default::default(), no_notifications())
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
+        .await
+        .expect("hang guard")
+        .unwrap_err();
+    assert!(matches!(e, Error::Json(_)), "{e:?}");
+}
+
+#[tokio::test]
 async fn message_that_is_not_an_object() {
     let e = request_with_reply("[1,2]", Default::default()).await;
     assert!(matches!(e, Error::Protocol(_)), "{e:?}");
