@@ -1,0 +1,417 @@
+//! Pods end to end: a real NB ovsdb-server with northd, a real
+//! kube-apiserver, the real `rovn-controller` binary. Pods are created with
+//! `spec.nodeName` set (no scheduler or kubelet exists) and deleted with a
+//! grace period of 0, as the kubelet confirms deletions.
+
+mod common;
+mod pod_env;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+
+use api::annotations::{IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS};
+use common::eventually;
+use ipnet::Ipv4Net;
+use kube::ResourceExt;
+use kube::api::PostParams;
+use ovn::ownership::{KIND_KEY, OBJECT_KEY, OWNER, OWNER_KEY};
+use pod_env::*;
+use testenv::neutron::{NeutronNetwork, NeutronRouter};
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let net: Ipv4Net = cidr.parse().expect("cidr");
+    ip.parse::<Ipv4Addr>().is_ok_and(|ip| net.contains(&ip))
+}
+
+/// Checks the port, annotations and IP resource of an allocated pod.
+async fn assert_pod_wired(
+    env: &PodEnv,
+    namespace: &str,
+    name: &str,
+    subnet: &str,
+    cidr: &str,
+) -> Allocation {
+    let pod = eventually(&format!("pod {namespace}/{name} allocated"), || async {
+        env.pods(namespace).get(name).await.ok().filter(allocated)
+    })
+    .await;
+    let got = allocation(&pod).expect("allocation");
+    let gateway = cidr.replace(".0/", ".1/");
+    let gateway = gateway.split('/').next().unwrap();
+    assert_eq!(got.logical_switch, subnet, "{name}: logical_switch");
+    assert_eq!(got.cidr, cidr, "{name}: cidr");
+    assert_eq!(got.gateway, gateway, "{name}: gateway");
+    assert!(in_cidr(&got.ip, cidr), "{name}: {} in {cidr}", got.ip);
+    assert_ne!(got.ip, gateway, "{name}: never the gateway");
+
+    let port_name = format!("{name}.{namespace}");
+    let port = eventually(&format!("port {port_name}"), || async {
+        env.pod_ports()
+            .await
+            .into_iter()
+            .find(|p| p.name == port_name)
+    })
+    .await;
+    let entry = format!("{} {}", got.mac, got.ip);
+    assert_eq!(
+        port.addresses,
+        BTreeSet::from([entry.clone()]),
+        "{port_name}: addresses"
+    );
+    assert_eq!(
+        port.port_security,
+        BTreeSet::from([entry]),
+        "{port_name}: port_security"
+    );
+    assert_eq!(port.type_, "", "{port_name}: a workload port");
+    let expected_ids: BTreeMap<String, String> = [
+        (OWNER_KEY, OWNER.to_string()),
+        (KIND_KEY, "pod".to_string()),
+        (OBJECT_KEY, format!("{namespace}/{name}")),
+        ("rovn:pod_namespace", namespace.to_string()),
+        ("rovn:pod_name", name.to_string()),
+        ("rovn:pod_uid", pod.uid().expect("uid")),
+        ("rovn:subnet", subnet.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(port.external_ids, expected_ids, "{port_name}: external_ids");
+    assert!(
+        !port.external_ids.keys().any(|k| k.starts_with("neutron:")),
+        "no Neutron key on our port"
+    );
+    let switch = env.switch(subnet).await.expect("subnet switch");
+    assert!(
+        switch.ports.contains(&port.uuid),
+        "{port_name} is on switch {subnet}"
+    );
+
+    let ip = eventually(&format!("IP {port_name}"), || async {
+        env.ips().get_opt(&port_name).await.expect("get IP")
+    })
+    .await;
+    assert_eq!(ip.spec.pod_name, name);
+    assert_eq!(ip.spec.namespace, namespace);
+    assert_eq!(ip.spec.subnet, subnet);
+    assert_eq!(ip.spec.v4_ip_address, got.ip);
+    assert_eq!(ip.spec.v6_ip_address, "");
+    assert_eq!(ip.spec.ip_address, got.ip);
+    assert_eq!(ip.spec.mac_address, got.mac);
+    assert_eq!(ip.spec.node_name, NODE);
+    got
+}
+
+/// Waits until pod `name`'s port and IP resource are gone.
+async fn assert_pod_released(env: &PodEnv, namespace: &str, name: &str) {
+    let port_name = format!("{name}.{namespace}");
+    eventually(&format!("port and IP of {port_name} gone"), || async {
+        let port = env
+            .pod_ports()
+            .await
+            .into_iter()
+            .any(|p| p.name == port_name);
+        let ip = env
+            .ips()
+            .get_opt(&port_name)
+            .await
+            .expect("get IP")
+            .is_some();
+        (!port && !ip).then_some(())
+    })
+    .await;
+}
+
+/// A refused pod: a Warning Event with `reason`, and neither annotations
+/// nor a port nor an IP resource.
+async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str) {
+    let warnings = eventually(&format!("{reason} event for {name}"), || async {
+        let w = env.pod_warnings(namespace, name).await;
+        w.iter().any(|w| w.starts_with(reason)).then_some(w)
+    })
+    .await;
+    let pod = env.pods(namespace).get(name).await.expect("get pod");
+    assert!(
+        !allocated(&pod),
+        "{name} must not be allocated: {warnings:?}"
+    );
+    let port_name = format!("{name}.{namespace}");
+    assert!(!env.pod_ports().await.iter().any(|p| p.name == port_name));
+    assert!(
+        env.ips()
+            .get_opt(&port_name)
+            .await
+            .expect("get IP")
+            .is_none()
+    );
+}
+
+/// The seed scenario, pod side: Subnet net2 on an imported Neutron Zed
+/// router that already serves 10.0.1.0/24, namespace net2 bound to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
+    let env = PodEnv::start().await;
+    let mut router = NeutronRouter::create(&env.ovn, "router1").expect("neutron router");
+    let net1 = NeutronNetwork::create(&env.ovn, "net1", "10.0.1.0/24").expect("neutron net1");
+    router
+        .add_interface(&env.ovn, &net1)
+        .expect("router interface");
+    let vpc = router.lr_name();
+    let vpcs: kube::Api<api::Vpc> = kube::Api::all(env.client.clone());
+    common::wait_vpc(&vpcs, &vpc, "imported", |v| v.status.is_some()).await;
+    env.create_namespace("net2").await;
+    env.create_namespace("plain").await;
+    env.create_subnet("net2", Some(&vpc), "10.0.2.0/24", &["net2"])
+        .await;
+
+    // A pod in net2: first free address after the gateway.
+    env.create_pods("net2", vec![pod("web", &[])]).await;
+    let web = assert_pod_wired(&env, "net2", "web", "net2", "10.0.2.0/24").await;
+    assert_eq!(web.ip, "10.0.2.2");
+    assert!(web.mac.starts_with("0a:72:"), "generated MAC {}", web.mac);
+
+    // Static IP and MAC.
+    env.create_pods(
+        "net2",
+        vec![pod(
+            "fixed",
+            &[
+                (IP_ADDRESS, "10.0.2.100"),
+                (MAC_ADDRESS, "0a:00:00:00:01:00"),
+            ],
+        )],
+    )
+    .await;
+    let fixed = assert_pod_wired(&env, "net2", "fixed", "net2", "10.0.2.0/24").await;
+    assert_eq!(
+        (fixed.ip.as_str(), fixed.mac.as_str()),
+        ("10.0.2.100", "0a:00:00:00:01:00")
+    );
+
+    // Conflicts and bad requests are refused with an Event, nothing allocated.
+    env.create_pods(
+        "net2",
+        vec![
+            pod("same-ip", &[(IP_ADDRESS, "10.0.2.100")]),
+            pod("same-mac", &[(MAC_ADDRESS, "0a:00:00:00:01:00")]),
+            pod("gateway-ip", &[(IP_ADDRESS, "10.0.2.1")]),
+            pod("outside", &[(IP_ADDRESS, "10.0.9.9")]),
+            pod("garbage", &[(IP_ADDRESS, "not-an-ip")]),
+        ],
+    )
+    .await;
+    assert_refused(&env, "net2", "same-ip", "AllocationFailed").await;
+    assert_refused(&env, "net2", "same-mac", "AllocationFailed").await;
+    assert_refused(&env, "net2", "gateway-ip", "AllocationFailed").await;
+    assert_refused(&env, "net2", "outside", "AllocationFailed").await;
+    assert_refused(&env, "net2", "garbage", "InvalidAddressRequest").await;
+
+    // The logical_switch annotation overrides the namespace binding.
+    env.create_pods(
+        "net2",
+        vec![pod("elsewhere", &[(LOGICAL_SWITCH, "ovn-default")])],
+    )
+    .await;
+    assert_pod_wired(&env, "net2", "elsewhere", "ovn-default", "10.16.0.0/16").await;
+
+    // An unbound namespace uses the default Subnet.
+    env.create_pods("plain", vec![pod("p1", &[])]).await;
+    assert_pod_wired(&env, "plain", "p1", "ovn-default", "10.16.0.0/16").await;
+
+    // hostNetwork pods are left alone.
+    let mut host = pod("host", &[]);
+    host.spec.as_mut().unwrap().host_network = Some(true);
+    env.pods("plain")
+        .create(&PostParams::default(), &host)
+        .await
+        .expect("create host pod");
+    // Once a later pod is allocated, the hostNetwork one was seen long ago.
+    env.create_pods("plain", vec![pod("p2", &[])]).await;
+    assert_pod_wired(&env, "plain", "p2", "ovn-default", "10.16.0.0/16").await;
+    let host = env.pods("plain").get("host").await.expect("get host pod");
+    assert!(!allocated(&host) && host.annotations().is_empty());
+    assert!(!env.pod_ports().await.iter().any(|p| p.name == "host.plain"));
+
+    // Deleting the static pod frees its address for the pod that wanted it.
+    env.delete_pods("net2", &["fixed".to_string()]).await;
+    assert_pod_released(&env, "net2", "fixed").await;
+    let same_ip = assert_pod_wired(&env, "net2", "same-ip", "net2", "10.0.2.0/24").await;
+    assert_eq!(same_ip.ip, "10.0.2.100");
+
+    // Every pod deleted: nothing of ours is left.
+    for (namespace, names) in [
+        (
+            "net2",
+            vec![
+                "web",
+                "same-ip",
+                "same-mac",
+                "gateway-ip",
+                "outside",
+                "garbage",
+                "elsewhere",
+            ],
+        ),
+        ("plain", vec!["p1", "p2", "host"]),
+    ] {
+        let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+        env.delete_pods(namespace, &names).await;
+    }
+    eventually("no pod port or IP resource left", || async {
+        (env.pod_ports().await.is_empty() && env.list_ips().await.is_empty()).then_some(())
+    })
+    .await;
+    eventually("net2 counts back to 0", || async {
+        (env.subnet_v4_using("net2").await == Some(0)).then_some(())
+    })
+    .await;
+}
+
+/// 200 pods created then deleted: unique addresses and MACs, then nothing
+/// left (ports, IP resources, IPAM counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_pods_created_and_deleted_leak_nothing() {
+    let env = PodEnv::start().await;
+    env.create_namespace("burst").await;
+    env.create_subnet("burst", None, "10.40.0.0/22", &["burst"])
+        .await;
+    let names: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
+    env.create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
+        .await;
+    let pods = env.wait_allocated("burst", 200).await;
+    let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
+    let ips: HashSet<&str> = allocations.iter().map(|a| a.ip.as_str()).collect();
+    let macs: HashSet<&str> = allocations.iter().map(|a| a.mac.as_str()).collect();
+    assert_eq!(ips.len(), 200, "unique addresses");
+    assert_eq!(macs.len(), 200, "unique MACs");
+    assert!(allocations.iter().all(|a| in_cidr(&a.ip, "10.40.0.0/22")));
+    assert_ports_match_pods(&env, &pods).await;
+    eventually("burst counts 200", || async {
+        (env.subnet_v4_using("burst").await == Some(200)).then_some(())
+    })
+    .await;
+
+    env.delete_pods("burst", &names).await;
+    eventually("no pod port or IP resource left", || async {
+        (env.pod_ports().await.is_empty() && env.list_ips().await.is_empty()).then_some(())
+    })
+    .await;
+    eventually("burst counts back to 0", || async {
+        (env.subnet_v4_using("burst").await == Some(0)).then_some(())
+    })
+    .await;
+}
+
+/// Every pod port of ours belongs to an existing pod and records exactly its
+/// annotations; every allocated pod has its port and IP resource.
+async fn assert_ports_match_pods(env: &PodEnv, pods: &[k8s_openapi::api::core::v1::Pod]) {
+    let ports = env.pod_ports().await;
+    let by_name: BTreeMap<String, &ovn::nb::LogicalSwitchPort> =
+        ports.iter().map(|p| (p.name.clone(), p)).collect();
+    assert_eq!(by_name.len(), ports.len(), "no duplicate port names");
+    let ips: BTreeMap<String, api::IP> = env
+        .list_ips()
+        .await
+        .into_iter()
+        .map(|ip| (ip.name_any(), ip))
+        .collect();
+    let mut expected = BTreeSet::new();
+    for pod in pods {
+        let name = format!("{}.{}", pod.name_any(), pod.namespace().unwrap());
+        let a = allocation(pod).expect("allocated");
+        let port = by_name.get(&name).unwrap_or_else(|| panic!("port {name}"));
+        assert_eq!(
+            port.addresses,
+            BTreeSet::from([format!("{} {}", a.mac, a.ip)]),
+            "{name}"
+        );
+        let ip = ips.get(&name).unwrap_or_else(|| panic!("IP {name}"));
+        assert_eq!(
+            (ip.spec.v4_ip_address.as_str(), ip.spec.mac_address.as_str()),
+            (a.ip.as_str(), a.mac.as_str())
+        );
+        expected.insert(name);
+    }
+    let orphans: Vec<&String> = by_name.keys().filter(|n| !expected.contains(*n)).collect();
+    assert!(orphans.is_empty(), "orphan ports: {orphans:?}");
+    let orphan_ips: Vec<&String> = ips.keys().filter(|n| !expected.contains(*n)).collect();
+    assert!(orphan_ips.is_empty(), "orphan IP resources: {orphan_ips:?}");
+}
+
+/// SIGKILL in the middle of a 500-pod burst, some pods deleted while the
+/// controller is down, then a restart: every pod annotated once, unique
+/// addresses, no orphan port or IP resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
+    let mut env = PodEnv::start().await;
+    env.create_namespace("crash").await;
+    env.create_subnet("crash", None, "10.50.0.0/22", &["crash"])
+        .await;
+    let (log, watch) = AnnotationLog::watch(&env, "crash");
+    let names: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
+    let creating = {
+        let pods: Vec<_> = names.iter().map(|n| pod(n, &[])).collect();
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(client, "crash");
+            futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
+                futures::stream::iter(pods.into_iter().map(|p| {
+                    let api = api.clone();
+                    async move {
+                        api.create(&PostParams::default(), &p)
+                            .await
+                            .expect("create pod");
+                    }
+                })),
+                32,
+            ))
+            .await;
+        })
+    };
+    // Kill once the burst is well under way.
+    eventually("100 pods allocated before the kill", || async {
+        (log.allocated() >= 100).then_some(())
+    })
+    .await;
+    env.kill_controller();
+    let at_kill = log.allocated();
+    creating.await.expect("creations");
+    // Deleted while the controller is down: allocated ones and others.
+    let gone: Vec<String> = (0..500).step_by(10).map(|i| format!("c{i}")).collect();
+    env.delete_pods("crash", &gone).await;
+
+    env.start_controller().await;
+    let pods = env.wait_allocated("crash", 500 - gone.len()).await;
+    eventually("pods synced after the restart", || async {
+        (env.controller().metric("rovn_pods_synced") == Some(1.0)).then_some(())
+    })
+    .await;
+    assert!(
+        at_kill < 500,
+        "the kill happened mid-burst ({at_kill} allocated)"
+    );
+
+    let changed = log.changed();
+    assert!(
+        changed.is_empty(),
+        "pods re-annotated with different values: {changed:?}"
+    );
+    let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
+    let ips: HashSet<&str> = allocations.iter().map(|a| a.ip.as_str()).collect();
+    let macs: HashSet<&str> = allocations.iter().map(|a| a.mac.as_str()).collect();
+    assert_eq!(ips.len(), pods.len(), "unique addresses");
+    assert_eq!(macs.len(), pods.len(), "unique MACs");
+    eventually("ports and IP resources match the pods", || async {
+        let ports = env.pod_ports().await;
+        let ip_count = env.list_ips().await.len();
+        (ports.len() == pods.len() && ip_count == pods.len()).then_some(())
+    })
+    .await;
+    assert_ports_match_pods(&env, &pods).await;
+    eventually("crash counts match", || async {
+        (env.subnet_v4_using("crash").await == Some(pods.len() as u128)).then_some(())
+    })
+    .await;
+    watch.abort();
+}
