@@ -258,24 +258,35 @@ async fn read_messages(
 ) -> Error {
     let mut splitter = JsonSplitter::new(options.max_message_size);
     let mut buf = vec![0u8; 64 << 10];
+    // The probe timer is not touched per read: reads only record the time, and when the timer
+    // fires it is pushed back if something arrived meanwhile.
+    let far = Duration::from_secs(86400 * 365);
+    let interval = options.probe_interval;
+    let probe = tokio::time::sleep(interval.unwrap_or(far));
+    tokio::pin!(probe);
+    let mut last_rx = tokio::time::Instant::now();
     let mut probe_sent = false;
     loop {
-        let n = match options.probe_interval {
-            None => rd.read(&mut buf).await,
-            Some(interval) => match tokio::time::timeout(interval, rd.read(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) if probe_sent => {
+        let n = tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => r,
+            () = &mut probe, if interval.is_some() => {
+                let interval = interval.unwrap_or(far);
+                let now = tokio::time::Instant::now();
+                if now < last_rx + interval {
+                    probe.as_mut().reset(last_rx + interval);
+                } else if probe_sent {
                     return Error::Timeout(format!(
                         "no reply to inactivity probe within {interval:?}"
                     ));
-                }
-                Err(_) => {
+                } else {
                     probe_sent = true;
-                    let probe = json!({"method": "echo", "params": [], "id": "probe"});
-                    let _ = out.send(probe.to_string().into_bytes());
-                    continue;
+                    let probe_msg = json!({"method": "echo", "params": [], "id": "probe"});
+                    let _ = out.send(probe_msg.to_string().into_bytes());
+                    probe.as_mut().reset(now + interval);
                 }
-            },
+                continue;
+            }
         };
         let n = match n {
             Ok(0) => {
@@ -288,6 +299,7 @@ async fn read_messages(
             Err(e) => return e.into(),
         };
         probe_sent = false;
+        last_rx = tokio::time::Instant::now();
         splitter.push(&buf[..n]);
         loop {
             let msg = match splitter.next_message() {

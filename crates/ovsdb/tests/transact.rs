@@ -371,3 +371,25 @@ async fn lock_is_requested_again_after_reconnect() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connection_survives_its_own_inactivity_probes() {
+    let env = OvnEnv::builder().start().unwrap();
+    let mut config = ClientConfig::from_remotes(&env.nb_remote()).unwrap();
+    config.probe_interval = Some(Duration::from_millis(50));
+    let c = Client::connect(config).await.unwrap();
+    let replica = c
+        .monitor(NB, ovsdb::MonitorSpec::new().table("NB_Global"))
+        .await
+        .unwrap();
+    // Idle for many probe intervals: the server answers each echo, the connection stays.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let rows = c
+        .transact(NB, vec![Operation::Comment("still here".into())])
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![OperationResult::Empty]);
+    // Never reconnected: the monitor was synced once only.
+    assert_eq!(replica.sync_stats().full, 1);
+    assert!(replica.is_synced());
+}
