@@ -149,6 +149,8 @@ struct Reconciler {
     /// Router each Subnet's port was last attached to, to tell repairs
     /// (something removed our rows) from first attaches and moves.
     attached: Mutex<HashMap<String, String>>,
+    /// Held while a Subnet is validated and accepted.
+    accepting: Mutex<()>,
 }
 
 /// Runs the Subnet reconciler until the API watch or the Northbound event
@@ -180,6 +182,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             },
         ),
         attached: Mutex::default(),
+        accepting: Mutex::default(),
     });
     let controller = controller
         .watches(ctx.vpcs(), watcher::Config::default(), move |vpc: Vpc| {
@@ -314,28 +317,9 @@ impl Reconciler {
         let ctx = &self.ctx;
         let vpc = vpc_of(subnet, &ctx.settings.default_vpc);
         let vpc_object = ctx.vpcs().get_opt(&vpc).await?;
-        let validation = self.validate(subnet, &name, &vpc, vpc_object.as_ref());
-        let (binding, invalid) = match validation {
-            Ok(binding) => {
-                let registered = ctx
-                    .ipam
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .upsert_subnet(&name, binding.config.clone());
-                match registered {
-                    Ok(displaced) => {
-                        for lost in displaced {
-                            warn!(subnet = %name, owner = %lost.owner, ip = %lost.ip, "address no longer in the Subnet's CIDR");
-                        }
-                        ctx.subnet_state.accept(&name, binding.clone());
-                        (Some(binding), None)
-                    }
-                    Err(err) => (
-                        ctx.subnet_state.binding(&name),
-                        Some(Invalid::Allocations(err)),
-                    ),
-                }
-            }
+        let (binding, invalid) = match self.accept(subnet, &name, &vpc, vpc_object.as_ref()) {
+            Ok(binding) => (Some(binding), None),
+            // Invalid: the previous valid configuration, if any, stays.
             Err(invalid) => (ctx.subnet_state.binding(&name), Some(invalid)),
         };
         let attachment = match &binding {
@@ -353,6 +337,31 @@ impl Reconciler {
             }
             _ => Action::requeue(ctx.settings.resync),
         })
+    }
+
+    /// Validates the spec, registers it in the IPAM and records it as
+    /// accepted, as one step with respect to other Subnets (two Subnets
+    /// checked at once cannot both take an overlapping CIDR).
+    fn accept(
+        &self,
+        subnet: &Subnet,
+        name: &str,
+        vpc: &str,
+        vpc_object: Option<&Vpc>,
+    ) -> Result<Binding, Invalid> {
+        let _one_at_a_time = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        let binding = self.validate(subnet, name, vpc, vpc_object)?;
+        let displaced = self
+            .ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upsert_subnet(name, binding.config.clone())?;
+        for lost in displaced {
+            warn!(subnet = %name, owner = %lost.owner, ip = %lost.ip, "address no longer in the Subnet's CIDR");
+        }
+        self.ctx.subnet_state.accept(name, binding.clone());
+        Ok(binding)
     }
 
     /// Validates the spec against OVN and the other accepted Subnets.

@@ -572,6 +572,27 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
         "10.0.6.1/24"
     );
 
+    // Two overlapping Subnets created at once: exactly one is accepted.
+    env.create_subnet("race-a", spec(&r1, "10.0.10.0/24", &[]))
+        .await;
+    env.create_subnet("race-b", spec(&r1, "10.0.10.0/25", &[]))
+        .await;
+    let settled = |s: &Subnet| ready(s) || condition(s, VALIDATED).is_some_and(|c| !c.is_true());
+    let a = env.wait_subnet("race-a", "settled", settled).await;
+    let b = env.wait_subnet("race-b", "settled", settled).await;
+    assert!(
+        ready(&a) != ready(&b),
+        "exactly one of two overlapping Subnets runs"
+    );
+    let attached = ["race-a", "race-b"]
+        .iter()
+        .filter(|n| {
+            env.ours("Logical_Router_Port", &format!("rovn-{n}-lrp"), n)
+                .is_some()
+        })
+        .count();
+    assert_eq!(attached, 1, "router ports of the two overlapping Subnets");
+
     // A refused Subnet fixed by an edit is created.
     env.patch_spec("bad-gateway", json!({ "gateway": "10.0.3.254" }))
         .await;
