@@ -100,11 +100,11 @@ pub fn host_if_name(container_id: &str, ifname: &str) -> String {
     format!("{:012x}_h", hash >> 16)
 }
 
-fn error(code: u32, msg: &str, details: impl ToString) -> AgentResponse {
-    AgentResponse::Error(CniError::new(code, msg, details.to_string()))
+fn error(code: u32, msg: &str, details: impl ToString) -> CniError {
+    CniError::new(code, msg, details.to_string())
 }
 
-fn link_error(problem: LinkError) -> AgentResponse {
+fn link_error(problem: LinkError) -> CniError {
     let code = if problem.netns_missing {
         CniError::INVALID_ENVIRONMENT
     } else {
@@ -113,7 +113,7 @@ fn link_error(problem: LinkError) -> AgentResponse {
     error(code, "network interface set-up failed", problem)
 }
 
-fn pod_error(problem: PodNetworkError) -> AgentResponse {
+fn pod_error(problem: PodNetworkError) -> CniError {
     let code = match problem {
         PodNetworkError::Invalid { .. } | PodNetworkError::UidMismatch { .. } => {
             INVALID_POD_NETWORK
@@ -125,13 +125,22 @@ fn pod_error(problem: PodNetworkError) -> AgentResponse {
     error(code, "the pod's network is not available", problem)
 }
 
+/// Where ADD attaches the pod.
+struct Target<'a> {
+    pod: &'a PodRef,
+    container_id: &'a str,
+    ifname: &'a str,
+    netns: &'a str,
+    host_if: &'a str,
+}
+
 /// The request fields every attachment command has (the plugin validated them).
 struct Attachment<'a> {
     container_id: &'a str,
     ifname: &'a str,
 }
 
-fn attachment(request: &AgentRequest) -> Result<Attachment<'_>, AgentResponse> {
+fn attachment(request: &AgentRequest) -> Result<Attachment<'_>, CniError> {
     match (request.container_id.as_deref(), request.ifname.as_deref()) {
         (Some(container_id), Some(ifname)) => Ok(Attachment {
             container_id,
@@ -145,7 +154,7 @@ fn attachment(request: &AgentRequest) -> Result<Attachment<'_>, AgentResponse> {
     }
 }
 
-fn required<'a, T>(value: Option<&'a T>, what: &str) -> Result<&'a T, AgentResponse>
+fn required<'a, T>(value: Option<&'a T>, what: &str) -> Result<&'a T, CniError>
 where
     T: ?Sized,
 {
@@ -194,10 +203,10 @@ impl Agent {
                 "",
             )),
         };
-        outcome.unwrap_or_else(|response| response)
+        outcome.unwrap_or_else(AgentResponse::Error)
     }
 
-    async fn add(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+    async fn add(&self, request: &AgentRequest) -> Result<AgentResponse, CniError> {
         let at = attachment(request)?;
         let netns = required(request.netns.as_deref(), "CNI_NETNS")?;
         let pod: &PodRef = required(request.pod.as_ref(), "K8S_POD_NAMESPACE/K8S_POD_NAME")?;
@@ -213,17 +222,14 @@ impl Agent {
         .map_err(pod_error)?;
         phases.allocation = phases.lap();
         let host_if = host_if_name(at.container_id, at.ifname);
-        let result = self
-            .attach(
-                &network,
-                pod,
-                at.container_id,
-                at.ifname,
-                netns,
-                &host_if,
-                &mut phases,
-            )
-            .await;
+        let target = Target {
+            pod,
+            container_id: at.container_id,
+            ifname: at.ifname,
+            netns,
+            host_if: &host_if,
+        };
+        let result = self.attach(&network, &target, &mut phases).await;
         if result.is_err() {
             // Leave nothing half-made behind (the runtime's DEL would do the same).
             let _ = self.detach(&host_if).await;
@@ -245,13 +251,16 @@ impl Agent {
     async fn attach(
         &self,
         network: &PodNetwork,
-        pod: &PodRef,
-        container_id: &str,
-        ifname: &str,
-        netns: &str,
-        host_if: &str,
+        target: &Target<'_>,
         phases: &mut AddPhases,
-    ) -> Result<CniResult, AgentResponse> {
+    ) -> Result<CniResult, CniError> {
+        let Target {
+            pod,
+            container_id,
+            ifname,
+            netns,
+            host_if,
+        } = *target;
         let spec = VethSpec {
             host_netns: self.settings.host_netns.clone(),
             host_if: host_if.to_owned(),
@@ -332,7 +341,7 @@ impl Agent {
 
     /// Waits until ovn-controller installed the port on this chassis and, with an NB
     /// monitor, until the Logical_Switch_Port is `up=true`.
-    async fn wait_port_up(&self, port_name: &str, host_if: &str) -> Result<(), AgentResponse> {
+    async fn wait_port_up(&self, port_name: &str, host_if: &str) -> Result<(), CniError> {
         let timeout = self.settings.port_up_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         if !self.switch.wait_installed(host_if, timeout).await {
@@ -367,7 +376,7 @@ impl Agent {
     }
 
     /// Removes the OVS port and the veth of `host_if`; nothing there is fine.
-    async fn detach(&self, host_if: &str) -> Result<(), AgentResponse> {
+    async fn detach(&self, host_if: &str) -> Result<(), CniError> {
         self.switch
             .unplug(host_if)
             .await
@@ -380,14 +389,14 @@ impl Agent {
         Ok(())
     }
 
-    async fn del(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+    async fn del(&self, request: &AgentRequest) -> Result<AgentResponse, CniError> {
         let at = attachment(request)?;
         self.detach(&host_if_name(at.container_id, at.ifname))
             .await?;
         Ok(AgentResponse::Done)
     }
 
-    async fn check(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+    async fn check(&self, request: &AgentRequest) -> Result<AgentResponse, CniError> {
         let at = attachment(request)?;
         let netns = required(request.netns.as_deref(), "CNI_NETNS")?;
         let pod = required(request.pod.as_ref(), "K8S_POD_NAMESPACE/K8S_POD_NAME")?;
@@ -464,7 +473,7 @@ impl Agent {
         Ok(AgentResponse::Done)
     }
 
-    fn status(&self) -> Result<AgentResponse, AgentResponse> {
+    fn status(&self) -> Result<AgentResponse, CniError> {
         self.switch.ready().map_err(|reason| {
             error(
                 CniError::PLUGIN_NOT_AVAILABLE,
@@ -484,7 +493,7 @@ impl Agent {
         Ok(AgentResponse::Done)
     }
 
-    async fn gc(&self, request: &AgentRequest) -> Result<AgentResponse, AgentResponse> {
+    async fn gc(&self, request: &AgentRequest) -> Result<AgentResponse, CniError> {
         let valid: BTreeSet<(&str, &str)> = request
             .valid_attachments
             .iter()
