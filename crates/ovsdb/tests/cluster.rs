@@ -210,12 +210,19 @@ async fn monitor_resumes_on_another_member_with_exactly_the_missed_changes() {
     assert_eq!(model.events - initial, 3);
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {sig} {pid}");
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(pid, sig).unwrap();
+}
+
+/// Resumes a stopped process when dropped, so a failing test cannot leave it frozen.
+struct ResumeOnDrop(u32);
+
+impl Drop for ResumeOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0).unwrap_or(0));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,7 +244,8 @@ async fn leader_only_client_leaves_a_server_that_lost_leadership() {
     // down, its `_Server` row says so, and the client moves.
     let e = env.clone();
     let pid = blocking(move || e.nb_member_pid(leader).unwrap().unwrap()).await;
-    signal(pid, "-STOP");
+    signal(pid, nix::sys::signal::Signal::SIGSTOP);
+    let resume = ResumeOnDrop(pid);
     let e = env.clone();
     let new_leader = blocking(move || {
         testenv::ovn::wait_until(HANG_GUARD, "a new leader", || {
@@ -252,7 +260,7 @@ async fn leader_only_client_leaves_a_server_that_lost_leadership() {
         .unwrap()
     })
     .await;
-    signal(pid, "-CONT");
+    drop(resume);
 
     tokio::time::timeout(HANG_GUARD, async {
         while c.current_remote().map(|r| r.to_string()) != Some(remotes[new_leader].clone()) {
