@@ -25,10 +25,26 @@ use tokio::sync::Semaphore;
 const NB: &str = "OVN_Northbound";
 /// Transactions in flight at once, for both writers.
 const WINDOW: usize = 256;
-const SINGLE_TXNS: usize = 4000;
-const BATCH_TXNS: usize = 40;
 const BATCH_PORTS: usize = 100;
-const ROUNDS: usize = 5;
+
+/// Workload sizes: full under `cargo bench`, a quick smoke run when `cargo test` runs the
+/// bench target (it then only checks that everything works).
+struct Scale {
+    single_txns: usize,
+    batch_txns: usize,
+    rounds: usize,
+}
+
+const FULL: Scale = Scale {
+    single_txns: 4000,
+    batch_txns: 40,
+    rounds: 5,
+};
+const SMOKE: Scale = Scale {
+    single_txns: 20,
+    batch_txns: 2,
+    rounds: 1,
+};
 
 /// The transaction adding `ports` ports named `{prefix}-{i}` to switch `ls`.
 fn port_txn(ls: &str, prefix: &str, ports: usize) -> TxnBuilder {
@@ -188,17 +204,16 @@ async fn run_once(
     elapsed
 }
 
-/// Best rate (ports/s) over ROUNDS for the raw writer and for `client`, rounds interleaved.
+/// Best rate (ports/s) over `rounds` for the raw writer and for `client`, rounds interleaved.
 async fn compare(
     env: &OvnEnv,
     admin: &Client,
     client: &Client,
     name: &str,
-    txns: usize,
-    ports: usize,
+    (txns, ports, rounds): (usize, usize, usize),
 ) -> (f64, f64) {
     let (mut raw, mut ours) = (Duration::MAX, Duration::MAX);
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let ls = format!("{name}-raw-{round}");
         raw = raw.min(run_once(env, admin, None, &ls, txns, ports).await);
         let ls = format!("{name}-client-{round}");
@@ -208,37 +223,43 @@ async fn compare(
     (rate(raw), rate(ours))
 }
 
-const WORKLOADS: [(&str, &str, usize, usize, &str); 2] = [
-    (
-        "single-port transactions",
-        "single",
-        SINGLE_TXNS,
-        1,
-        "txn/s",
-    ),
-    (
-        "ports in 100-port transactions",
-        "batch",
-        BATCH_TXNS,
-        BATCH_PORTS,
-        "ports/s",
-    ),
-];
-
 #[tokio::main]
 async fn main() {
+    let scale = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        println!("(smoke run; `cargo bench -p ovsdb --bench transact` prints real figures)");
+        SMOKE
+    };
+    let workloads = [
+        (
+            "single-port transactions",
+            "single",
+            scale.single_txns,
+            1,
+            "txn/s",
+        ),
+        (
+            "ports in 100-port transactions",
+            "batch",
+            scale.batch_txns,
+            BATCH_PORTS,
+            "ports/s",
+        ),
+    ];
+    let rounds = scale.rounds;
     let env = OvnEnv::builder().start().expect("start NB ovsdb-server");
     let config = ClientConfig::from_remotes(&env.nb_remote()).unwrap();
     let admin = Client::connect(config.clone()).await.unwrap();
     let client = Client::connect(config.clone()).await.unwrap();
 
     println!(
-        "ovsdb transact benchmark: best of {ROUNDS} rounds, {WINDOW} transactions in flight, \
+        "ovsdb transact benchmark: best of {rounds} rounds, {WINDOW} transactions in flight, \
          standalone NB ovsdb-server on a unix socket"
     );
     println!("[without replica]");
-    for (label, name, txns, ports, unit) in WORKLOADS {
-        let (raw, ours) = compare(&env, &admin, &client, name, txns, ports).await;
+    for (label, name, txns, ports, unit) in workloads {
+        let (raw, ours) = compare(&env, &admin, &client, name, (txns, ports, rounds)).await;
         println!(
             "  {label:<32} raw writer {raw:>8.0} {unit:<7} ovsdb::Client {ours:>8.0} {unit:<7} ratio {:.2}",
             ours / raw
@@ -256,8 +277,15 @@ async fn main() {
         .await
         .unwrap();
     println!("[writer keeps a replica of Logical_Switch and Logical_Switch_Port]");
-    for (label, name, txns, ports, unit) in WORKLOADS {
-        let (raw, ours) = compare(&env, &admin, &client, &format!("r{name}"), txns, ports).await;
+    for (label, name, txns, ports, unit) in workloads {
+        let (raw, ours) = compare(
+            &env,
+            &admin,
+            &client,
+            &format!("r{name}"),
+            (txns, ports, rounds),
+        )
+        .await;
         println!(
             "  {label:<32} raw writer {raw:>8.0} {unit:<7} ovsdb::Client {ours:>8.0} {unit:<7} ratio {:.2}",
             ours / raw
