@@ -671,8 +671,8 @@ impl Reconciler {
         }
     }
 
-    /// Who still holds addresses of Subnet `name`: IPAM owners and IP
-    /// objects naming it.
+    /// Who still holds addresses of Subnet `name`: IPAM owners
+    /// (`namespace/pod`) and IP resources naming it (`IP <name>`).
     async fn users(&self, name: &str) -> Result<Vec<String>, kube::Error> {
         let mut users: BTreeSet<String> = self
             .ctx
@@ -691,9 +691,9 @@ impl Reconciler {
             .await?;
         users.extend(
             ips.items
-                .into_iter()
+                .iter()
                 .filter(|ip| ip.spec.subnet == name)
-                .map(|ip| format!("{}/{}", ip.spec.namespace, ip.spec.pod_name)),
+                .map(|ip| format!("IP {}", ip.name_any())),
         );
         Ok(users.into_iter().collect())
     }

@@ -5,9 +5,9 @@
 
 mod common;
 
-use api::annotations::{CIDR, LOGICAL_SWITCH};
+use api::annotations::{CIDR, IP_ADDRESS, LOGICAL_SWITCH};
 use api::condition::{ATTACHED, READY, VALIDATED, find_condition, is_condition_true};
-use api::{IP, IpSpec, Subnet, SubnetSpec, Vpc, VpcSpec};
+use api::{Subnet, SubnetSpec, Vpc, VpcSpec};
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
@@ -641,7 +641,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     let mac = env.column("Logical_Router_Port", "rovn-mv-lrp", "mac");
     assert_eq!(env.router_ports(&ra), vec![lrp.clone()]);
 
-    // An address holder: a pod with its IP record.
+    // An address holder: a pod (no kubelet here: it stays Pending).
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "mv-ns");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": { "name": "web" },
@@ -651,23 +651,24 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("create pod");
-    let ips: Api<IP> = Api::all(env.client.clone());
-    let ip = IP::new(
-        "web.mv-ns",
-        IpSpec {
-            pod_name: "web".to_string(),
-            namespace: "mv-ns".to_string(),
-            subnet: "mv".to_string(),
-            v4_ip_address: "10.0.7.2".to_string(),
-            ip_address: "10.0.7.2".to_string(),
-            ..IpSpec::default()
-        },
-    );
-    match ips.create(&PostParams::default(), &ip).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create IP: {e}"),
-    }
+    // The pod reconciler gives it an address in mv.
+    let address = eventually("pod web annotated", || async {
+        let pod = pods.get("web").await.expect("GET pod");
+        let a = pod.annotations();
+        (a.get(LOGICAL_SWITCH).map(String::as_str) == Some("mv"))
+            .then(|| a.get(IP_ADDRESS).cloned())
+            .flatten()
+    })
+    .await;
+    assert!(address.starts_with("10.0.7."), "{address}");
+    env.wait_subnet("mv", "one address in use", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.v4_using_ips.map(|c| c.0) == Some(1))
+    })
+    .await;
+    let pod_port = env.find("Logical_Switch_Port", &["name=web.mv-ns"]);
+    assert_eq!(pod_port.len(), 1, "pod port");
     let switch = env.ours("Logical_Switch", "mv", "mv").expect("switch");
 
     // Move to our own VPC: the same router port leaves the Neutron router.
@@ -689,14 +690,63 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
         condition(&moved, "NeutronSecurityGroups").is_some_and(|c| !c.is_true()),
         "no Neutron note on our own VPC"
     );
-    // And back.
-    env.patch_spec("mv", json!({ "vpc": ra })).await;
-    eventually("back on the Neutron router", || async {
-        (env.router_ports(&ra) == vec![lrp.clone()] && env.router_ports("vpc-b").is_empty())
-            .then_some(())
+    // To a VPC without a router (its name is taken by another CMS's
+    // router, left alone): detached from vpc-b, the switch kept.
+    env.nbctl(&[
+        "create",
+        "Logical_Router",
+        "name=vpc-x",
+        "external_ids:\"other:owner\"=x",
+    ]);
+    env.vpcs
+        .create(
+            &PostParams::default(),
+            &Vpc::new("vpc-x", VpcSpec::default()),
+        )
+        .await
+        .expect("create vpc-x");
+    env.patch_spec("mv", json!({ "vpc": "vpc-x" })).await;
+    env.wait_subnet("mv", "detached: no router for vpc-x", |s| {
+        condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "RouterNotReady")
     })
     .await;
+    assert!(env.router_ports("vpc-b").is_empty());
+    assert!(
+        env.router_ports("vpc-x").is_empty(),
+        "foreign router touched"
+    );
+    assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch.clone()));
+    assert!(
+        env.ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
+            .is_none()
+    );
+    // And back.
+    env.patch_spec("mv", json!({ "vpc": ra })).await;
+    let lrp = eventually("back on the Neutron router", || async {
+        env.ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
+            .filter(|uuid| env.router_ports(&ra) == vec![uuid.clone()])
+    })
+    .await;
+    assert_eq!(env.column("Logical_Router_Port", "rovn-mv-lrp", "mac"), mac);
     assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+
+    // The pod kept its address and its port on the switch.
+    let pod = pods.get("web").await.expect("GET pod");
+    assert_eq!(pod.annotations().get(IP_ADDRESS), Some(&address));
+    assert_eq!(
+        env.find("Logical_Switch_Port", &["name=web.mv-ns"]),
+        pod_port
+    );
+    assert!(
+        env.nbctl(&[
+            "--bare",
+            "--columns=ports",
+            "list",
+            "Logical_Switch",
+            &switch
+        ])
+        .contains(&pod_port[0])
+    );
 
     // Rebinding: mv-ns falls back to the default Subnet, mv-ns2 joins mv.
     env.patch_spec("mv", json!({ "namespaces": ["mv-ns2"] }))
@@ -720,11 +770,6 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     pods.delete("web", &DeleteParams::default().grace_period(0))
         .await
         .expect("delete pod");
-    match ips.delete("web.mv-ns", &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => panic!("delete IP: {e}"),
-    }
     eventually("Subnet mv deleted", || async {
         env.subnets
             .get_opt("mv")

@@ -181,8 +181,8 @@ fn where_ours(uuid: Uuid) -> Vec<Where> {
 }
 
 /// Adds to `txn` what turns `observed` into `desired`: the switch and its
-/// router-type port always; the router port on `router` when given (and
-/// off any other router). Returns what it changes and the index of the
+/// router-type port always; the router port on `router` when given, and off
+/// any other router. Returns what it changes and the index of the
 /// operation putting the port on `router` (its count must be 1).
 pub fn plan(
     txn: &mut TxnBuilder,
@@ -232,6 +232,17 @@ pub fn plan(
         }
     }
     let Some(router) = router else {
+        // Moved to a VPC whose router is missing: off the old router.
+        if let Some(lrp) = &observed.lrp {
+            for other in &observed.lrp_routers {
+                txn.mutate(
+                    LogicalRouter::NAME,
+                    vec![Where::uuid(other.uuid)],
+                    vec![Mutation::delete("ports", Value::set([lrp.uuid]))],
+                );
+                changes.moved_from.push(other.name.clone());
+            }
+        }
         return (changes, None);
     };
     let attach = match &observed.lrp {
