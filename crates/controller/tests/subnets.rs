@@ -6,7 +6,7 @@
 mod common;
 
 use api::annotations::{CIDR, IP_ADDRESS, LOGICAL_SWITCH};
-use api::condition::{ATTACHED, READY, VALIDATED, find_condition, is_condition_true};
+use api::condition::{ATTACHED, READY, UNSUPPORTED, VALIDATED, find_condition, is_condition_true};
 use api::{Subnet, SubnetSpec, Vpc, VpcSpec};
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -467,9 +467,20 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     wait_vpc(&env.vpcs, &r1, "imported", |_| true).await;
 
     // A valid Subnet bound to namespace shared, on the Neutron router.
-    env.create_subnet("sa", spec(&r1, "10.0.6.0/24", &["shared"]))
-        .await;
-    env.wait_subnet("sa", "Ready", ready).await;
+    env.create_subnet(
+        "sa",
+        SubnetSpec {
+            nat_outgoing: true,
+            ..spec(&r1, "10.0.6.0/24", &["shared"])
+        },
+    )
+    .await;
+    let sa = env.wait_subnet("sa", "Ready", ready).await;
+    let unsupported = condition(&sa, UNSUPPORTED).expect("Unsupported");
+    assert!(
+        unsupported.is_true() && unsupported.message.contains("spec.natOutgoing"),
+        "{unsupported:?}"
+    );
     let ports_before = env.router_ports(&r1);
     assert_eq!(ports_before.len(), 2);
     let neutron_before = neutron_rows_but_router_ports(ovn);

@@ -307,3 +307,80 @@ pub fn plan_removal(txn: &mut TxnBuilder, observed: &Observed) -> bool {
     }
     any
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ovsdb::Operation;
+
+    fn dual() -> SubnetConfig {
+        SubnetConfig::parse(None, "10.0.2.0/24,fd00:2::/64", None, &[]).unwrap()
+    }
+
+    #[test]
+    fn desired_rows_carry_our_marker_and_gateways() {
+        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
+        assert_eq!(d.lrp.name, "rovn-net2-lrp");
+        assert_eq!(d.lsp.name, "rovn-net2-lsp");
+        assert!(ovn::ownership::check_name(&d.lrp.name).is_ok());
+        assert!(ovn::ownership::check_name(&d.lsp.name).is_ok());
+        assert_eq!(
+            d.lrp.networks,
+            ["10.0.2.1/24", "fd00:2::1/64"].map(String::from).into()
+        );
+        assert_eq!(d.lsp.options["router-port"], "rovn-net2-lrp");
+        for ids in [
+            &d.switch.external_ids,
+            &d.lsp.external_ids,
+            &d.lrp.external_ids,
+        ] {
+            assert!(ours_for(ids, "net2"));
+            assert!(ovn::ownership::check_external_ids(ids).is_ok());
+        }
+    }
+
+    #[test]
+    fn first_attach_is_one_transaction_and_moves_only_touch_ports() {
+        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
+        let router = LogicalRouter {
+            uuid: Uuid::from_u128(1),
+            name: "neutron-r".to_string(),
+            ..LogicalRouter::default()
+        };
+        let mut txn = TxnBuilder::new("OVN_Northbound");
+        let (changes, op) = plan(&mut txn, &d, &Observed::default(), Some(&router));
+        assert!(changes.switch_created && changes.switch_port && changes.router_port);
+        let ops = txn.operations();
+        assert_eq!(ops.len(), 4, "LSP, switch, LRP, router ports");
+        assert!(
+            matches!(&ops[op.unwrap()], Operation::Mutate { table, .. } if table == "Logical_Router")
+        );
+
+        // Already attached to another router: the same port moves.
+        let lrp = LogicalRouterPort {
+            uuid: Uuid::from_u128(2),
+            ..d.lrp.clone()
+        };
+        let old = LogicalRouter {
+            uuid: Uuid::from_u128(3),
+            name: "old".to_string(),
+            ports: [lrp.uuid].into(),
+            ..LogicalRouter::default()
+        };
+        let observed = Observed {
+            switch: Some(d.switch.clone()),
+            lsp: Some(d.lsp.clone()),
+            lrp: Some(lrp),
+            lrp_routers: vec![old],
+            name_taken: None,
+        };
+        let mut txn = TxnBuilder::new("OVN_Northbound");
+        let (changes, _) = plan(&mut txn, &d, &observed, Some(&router));
+        assert_eq!(changes.moved_from, ["old"]);
+        assert!(txn.operations().iter().all(|op| matches!(
+            op,
+            Operation::Mutate { table, mutations, .. }
+                if table == "Logical_Router" && mutations.iter().all(|m| m.column == "ports")
+        )));
+    }
+}
