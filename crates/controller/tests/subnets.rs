@@ -583,6 +583,25 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
         "10.0.6.1/24"
     );
 
+    // A switch of that name exists and is not ours: left alone.
+    env.nbctl(&["ls-add", "taken"]);
+    let foreign = env.nbctl(&["list", "Logical_Switch", "taken"]);
+    env.create_subnet("taken", spec(&r1, "10.0.11.0/24", &[]))
+        .await;
+    env.wait_subnet("taken", "NameTaken", |s| {
+        condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "NameTaken")
+    })
+    .await;
+    assert_eq!(env.nbctl(&["list", "Logical_Switch", "taken"]), foreign);
+    assert!(
+        env.ours("Logical_Router_Port", "rovn-taken-lrp", "taken")
+            .is_none()
+    );
+    assert!(
+        env.find("Logical_Switch_Port", &["name=rovn-taken-lsp"])
+            .is_empty()
+    );
+
     // Two overlapping Subnets created at once: exactly one is accepted.
     env.create_subnet("race-a", spec(&r1, "10.0.10.0/24", &[]))
         .await;
