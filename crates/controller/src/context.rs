@@ -48,7 +48,7 @@ impl Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     /// `--ovn-nb` could not be parsed.
-    #[error("invalid --ovn-nb {remotes:?}: {source}")]
+    #[error("invalid --ovn-nb {remotes:?}")]
     Remotes {
         /// The flag's value.
         remotes: String,
@@ -59,10 +59,10 @@ pub enum ContextError {
     #[error("ssl: remotes need --ovn-private-key, --ovn-certificate and --ovn-ca-cert")]
     MissingTlsFiles,
     /// The Northbound database could not be reached or read.
-    #[error("OVN Northbound database: {0}")]
+    #[error("cannot reach or read the OVN Northbound database")]
     Nb(#[source] ovsdb::Error),
     /// The server's schema lacks a table or column rovn uses.
-    #[error("OVN Northbound schema is not supported: {0}")]
+    #[error("the OVN Northbound schema lacks a column rovn uses")]
     Schema(#[source] ovsdb::Error),
 }
 

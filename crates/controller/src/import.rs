@@ -14,7 +14,7 @@ use api::annotations::{TRUE, VPC_EXTERNAL_LABEL};
 use api::condition::{self, Condition, READY, ROUTER_MISSING};
 use api::unsupported::UnsupportedFields;
 use api::{Subnet, Vpc, VpcStatus, VpcType};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -91,17 +91,28 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let this = importer.clone();
     tasks.spawn(async move {
         let mut events = std::pin::pin!(vpc_events);
-        while let Some(event) = events.try_next().await? {
-            this.on_vpc_event(&event);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => this.on_vpc_event(&event),
+                // The watcher re-lists after a backoff; nothing is lost.
+                Err(err) => warn!(error = %err, "Vpc watch interrupted"),
+            }
         }
-        anyhow::Ok(())
+        anyhow::bail!("the Vpc watch ended")
     });
 
     let this = importer.clone();
     tasks.spawn(async move {
         let mut events = std::pin::pin!(subnet_events);
         let mut vpc_of: HashMap<String, Option<String>> = HashMap::new();
-        while let Some(event) = events.try_next().await? {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    warn!(error = %err, "Subnet watch interrupted");
+                    continue;
+                }
+            };
             match event {
                 watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
                     let vpc = s.spec.vpc.clone();
@@ -122,7 +133,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 watcher::Event::Init | watcher::Event::InitDone => {}
             }
         }
-        anyhow::Ok(())
+        anyhow::bail!("the Subnet watch ended")
     });
 
     let this = importer.clone();

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use api::Vpc;
 use kube::Api;
+use serde_json::Value;
 use testenv::kube::KubeEnv;
 use testenv::ovn::OvnEnv;
 
@@ -47,11 +49,18 @@ pub struct Controller {
     pub addr: SocketAddr,
     /// Its leader-election identity.
     pub identity: String,
+    log_path: std::path::PathBuf,
 }
 
 impl Controller {
-    /// Starts the binary against `ovn`'s NB and `kube`'s API server.
+    /// Starts the binary against `ovn`'s NB (unix socket) and `kube`'s API
+    /// server.
     pub fn start(ovn: &OvnEnv, kube: &KubeEnv, identity: &str) -> Self {
+        Self::start_with(kube, identity, &[format!("--ovn-nb={}", ovn.nb_remote())])
+    }
+
+    /// Starts the binary against `kube`'s API server with the given NB flags.
+    pub fn start_with(kube: &KubeEnv, identity: &str, nb_args: &[String]) -> Self {
         let addr = free_addr();
         // Kept after the test, for failure analysis.
         let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
@@ -61,7 +70,7 @@ impl Controller {
         let log = std::fs::File::create(&log_path).expect("controller log file");
         eprintln!("rovn-controller {identity} logs to {}", log_path.display());
         let child = Command::new(env!("CARGO_BIN_EXE_rovn-controller"))
-            .arg(format!("--ovn-nb={}", ovn.nb_remote()))
+            .args(nb_args)
             .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
             .arg(format!("--metrics-addr={addr}"))
             .arg("--lease-namespace=default")
@@ -76,7 +85,25 @@ impl Controller {
             child,
             addr,
             identity: identity.to_string(),
+            log_path,
         }
+    }
+
+    /// The process' log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("rovn-controller {} did not exit", self.identity);
     }
 
     /// Pid of the process.
@@ -196,8 +223,18 @@ pub async fn wait_vpc_gone(vpcs: &Api<Vpc>, name: &str) {
 
 /// The rows of a canonical NB dump that Neutron owns: any row with a
 /// `neutron:` key, Neutron DHCP options (`subnet_id`) and the
-/// `neutron_pg_drop` group with its ACLs.
+/// `neutron_pg_drop` group with its ACLs. References to rows of ours are
+/// left out of their columns: adding our router port to a Neutron router's
+/// `ports` is the one change rovn may make to a Neutron row.
 pub fn neutron_rows(dump: &str) -> String {
+    let rows = || dump.lines().filter(|l| l.starts_with(' '));
+    let ours: HashSet<String> = rows()
+        .filter(|l| l.contains("\"rovn:owner\""))
+        .filter_map(|l| {
+            let row: Value = serde_json::from_str(l.trim()).ok()?;
+            Some(row["_uuid"][1].as_str()?.to_string())
+        })
+        .collect();
     let mut out = String::new();
     let mut table = "";
     for line in dump.lines() {
@@ -209,12 +246,40 @@ pub fn neutron_rows(dump: &str) -> String {
             || line.contains("subnet_id")
             || line.contains("neutron_pg_drop")
         {
+            let mut row: Value = serde_json::from_str(line.trim()).expect("dump row");
+            if let Some(columns) = row.as_object_mut() {
+                for (column, value) in columns.iter_mut() {
+                    if column != "_uuid" {
+                        drop_refs(value, &ours);
+                    }
+                }
+            }
             out.push_str(table);
-            out.push_str(line);
+            out.push(' ');
+            out.push_str(&row.to_string());
             out.push('\n');
         }
     }
     out
+}
+
+/// Removes references to `ours` from a dumped column value, normalising a
+/// one-element set to its atom as `ovsdb-client dump` prints it.
+fn drop_refs(value: &mut Value, ours: &HashSet<String>) {
+    let is_ours =
+        |atom: &Value| atom[0] == "uuid" && atom[1].as_str().is_some_and(|u| ours.contains(u));
+    if is_ours(value) {
+        *value = serde_json::json!(["set", []]);
+        return;
+    }
+    if value[0] == "set"
+        && let Some(atoms) = value[1].as_array_mut()
+    {
+        atoms.retain(|a| !is_ours(a));
+        if atoms.len() == 1 {
+            *value = atoms[0].clone();
+        }
+    }
 }
 
 /// Tracks the Neutron-owned rows as the test (acting as Neutron) left them,
