@@ -346,12 +346,18 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         .await;
 
     // Neutron's repair sync / router update: our port taken off the router.
+    let removed_at = std::time::Instant::now();
     env.nbctl(&["remove", "Logical_Router", &r1, "ports", &lrp]);
     let restored = eventually("router port restored", || async {
         env.ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
             .filter(|uuid| env.router_ports(&r1).contains(uuid))
     })
     .await;
+    // A figure, not an assertion (the poll itself adds up to 50 ms).
+    eprintln!(
+        "router port restored {:?} after its removal",
+        removed_at.elapsed()
+    );
     assert_eq!(
         env.column("Logical_Router_Port", "rovn-net2-lrp", "mac"),
         mac
