@@ -4,7 +4,8 @@
 //! took to commit them.
 //!
 //! Runs the real `rovn-controller` against a real NB ovsdb-server and
-//! kube-apiserver. `ROVN_BENCH_ROUTERS` sets the burst size (default 100).
+//! kube-apiserver. `ROVN_BENCH_ROUTERS` sets the burst size (default 100
+//! under `cargo bench`, 10 in the smoke run of `cargo test --all-targets`).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -81,10 +82,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` this
+    // is a quick smoke run that only checks everything works.
+    let full = std::env::args().any(|a| a == "--bench");
     let count: usize = std::env::var("ROVN_BENCH_ROUTERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(if full { 100 } else { 10 });
+    if !full {
+        println!(
+            "(smoke run; `cargo bench -p controller --bench import_latency` prints real figures)"
+        );
+    }
     let ovn = OvnEnv::builder().start()?;
     let kube = KubeEnv::start()?;
     let client = kube.client().await?;
