@@ -81,16 +81,17 @@ pub async fn apply(ctx: &Context, spec: &IpSpec) -> Result<(), kube::Error> {
     Ok(())
 }
 
-/// Deletes IP resource `ip` (gone already is fine).
-pub async fn delete(ctx: &Context, ip: &IP) -> Result<(), kube::Error> {
+/// Deletes IP resource `name`, only the object of uid `uid` when given
+/// (gone already is fine).
+pub async fn delete(ctx: &Context, name: &str, uid: Option<String>) -> Result<(), kube::Error> {
     let params = DeleteParams {
-        preconditions: ip.uid().map(|uid| kube::api::Preconditions {
+        preconditions: uid.map(|uid| kube::api::Preconditions {
             uid: Some(uid),
             resource_version: None,
         }),
         ..DeleteParams::default()
     };
-    match api(ctx).delete(&ip.name_any(), &params).await {
+    match api(ctx).delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(err) => Err(err),

@@ -42,7 +42,7 @@ use kube::{Api, Resource, ResourceExt};
 use ovn::Table;
 use ovn::nb::LogicalSwitchPort;
 use ovn::ownership::{KIND_KEY, OBJECT_KEY};
-use ovsdb::RowEvent;
+use ovsdb::{RowEvent, Uuid};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -98,6 +98,9 @@ struct Reconciler {
     restoring: tokio::sync::Mutex<()>,
     /// IP resources applied whose watch event has not arrived yet, by name.
     applied_ips: Mutex<HashMap<String, IpSpec>>,
+    /// Ports inserted that the replica may not show yet, by owner (a
+    /// cleanup right after the insert must still find them).
+    inserted_ports: Mutex<HashMap<String, Uuid>>,
     /// Keys of the start-up sweep not processed yet (`None` once synced).
     startup: Mutex<Option<(HashSet<String>, Instant)>>,
 }
@@ -161,7 +164,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     );
     let ip_events = reflector::reflector(
         ip_writer,
-        watcher(ip_resource::api(&ctx), watcher::Config::default()).default_backoff(),
+        watcher(ip_resource::api(&ctx), watcher::Config::default())
+            .modify(|ip| ip.managed_fields_mut().clear())
+            .default_backoff(),
     );
     // Subscribed before the start-up sweep so that no change is missed.
     let mut nb_events = ctx.nb_replica.subscribe();
@@ -181,6 +186,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         restored: Mutex::new(HashSet::new()),
         restoring: tokio::sync::Mutex::new(()),
         applied_ips: Mutex::new(HashMap::new()),
+        inserted_ports: Mutex::new(HashMap::new()),
         startup: Mutex::new(None),
     });
     let mut tasks = JoinSet::new();
@@ -229,6 +235,15 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let r = this.clone();
     tasks.spawn(async move {
         while let Some(event) = nb_events.recv().await {
+            if let RowEvent::Insert { new, .. } = &event
+                && event.table() == LogicalSwitchPort::NAME
+                && let Some(owner) = new.get_map_str("external_ids", OBJECT_KEY)
+            {
+                let mut inserted = lock(&r.inserted_ports);
+                if inserted.get(owner) == Some(&event.uuid()) {
+                    inserted.remove(owner);
+                }
+            }
             if let Some(key) = changed_port_owner(&event) {
                 r.queue.add(&key);
             }
@@ -556,11 +571,17 @@ impl Reconciler {
             allocation,
         };
         match port::ensure(&self.ctx, &desired).await {
+            Ok(inserted) => {
+                if let Some(uuid) = inserted {
+                    lock(&self.inserted_ports).insert(port::owner(namespace, name), uuid);
+                }
+                Ok(())
+            }
             Err(err @ PortError::NameTaken(_)) => {
                 self.warn(pod, "PortNameTaken", err.to_string()).await;
                 Err(err.into())
             }
-            other => Ok(other?),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -594,8 +615,16 @@ impl Reconciler {
     /// The pod is gone (or hostNetwork): its ports (ours only), then its
     /// addresses, then its IP resource.
     async fn cleanup(&self, namespace: &str, name: &str, key: &str) -> Result<(), PodError> {
-        let ports = port::of_owner(&self.ctx.nb_replica, key);
+        let mut ports = port::of_owner(&self.ctx.nb_replica, key);
+        let inserted = lock(&self.inserted_ports).get(key).copied();
+        if let Some(uuid) = inserted.filter(|u| !ports.iter().any(|p| p.uuid == *u)) {
+            ports.push(LogicalSwitchPort {
+                uuid,
+                ..LogicalSwitchPort::default()
+            });
+        }
         port::delete(&self.ctx, &ports).await?;
+        lock(&self.inserted_ports).remove(key);
         let mut subnets: BTreeSet<String> = ports
             .iter()
             .filter_map(port::recorded)
@@ -606,12 +635,16 @@ impl Reconciler {
             subnets.extend(release_elsewhere(&mut ipam, key, ""));
         }
         let ip_name = ip_resource::name(namespace, name);
-        lock(&self.applied_ips).remove(&ip_name);
-        if let Some(ip) = self.ips.get(&ObjectRef::new(&ip_name))
-            && ip_resource::records_pod(&ip, namespace, name)
-        {
-            ip_resource::delete(&self.ctx, &ip).await?;
+        let applied = lock(&self.applied_ips).contains_key(&ip_name);
+        match self.ips.get(&ObjectRef::new(&ip_name)) {
+            Some(ip) if ip_resource::records_pod(&ip, namespace, name) => {
+                ip_resource::delete(&self.ctx, &ip_name, ip.uid()).await?;
+            }
+            // Applied, but the watch has not shown it yet.
+            None if applied => ip_resource::delete(&self.ctx, &ip_name, None).await?,
+            _ => {}
         }
+        lock(&self.applied_ips).remove(&ip_name);
         if !ports.is_empty() {
             debug!(pod = %key, "pod gone: port, addresses and IP resource released");
         }

@@ -115,3 +115,76 @@ pub fn allocation_patch(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    fn pod(annotations: &[(&str, &str)]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn the_patch_reads_back_as_the_same_assignment() {
+        let config = SubnetConfig::parse(None, "10.0.2.0/24,fd00:2::/64", None, &[]).unwrap();
+        let allocation = Allocation {
+            v4: Some("10.0.2.7".parse().unwrap()),
+            v6: Some("fd00:2::7".parse().unwrap()),
+            mac: "0a:72:00:00:00:07".parse().unwrap(),
+        };
+        let patch = allocation_patch("uid-1", "net2", &config, &allocation);
+        assert_eq!(patch["metadata"]["uid"], "uid-1");
+        let written = patch["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(written.len(), 6, "six annotations in one patch");
+        assert_eq!(written[CIDR], "10.0.2.0/24,fd00:2::/64");
+        assert_eq!(written[GATEWAY], "10.0.2.1,fd00:2::1");
+        let pairs: Vec<(&str, &str)> = written
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        let assigned = assigned(&pod(&pairs)).unwrap().unwrap();
+        assert_eq!(assigned.subnet, "net2");
+        assert_eq!(assigned.ips, allocation.ips().collect::<Vec<_>>());
+        assert_eq!(assigned.mac, allocation.mac);
+    }
+
+    #[test]
+    fn user_input_before_allocation() {
+        let p = pod(&[
+            (LOGICAL_SWITCH, "net2"),
+            (IP_ADDRESS, "10.0.2.9"),
+            (MAC_ADDRESS, "0a:00:00:00:00:09"),
+        ]);
+        assert!(!is_allocated(&p));
+        assert_eq!(assigned(&p), Ok(None));
+        assert_eq!(requested_subnet(&p), Some("net2"));
+        let request = address_request(&p).unwrap();
+        assert_eq!(request.ips, vec!["10.0.2.9".parse::<IpAddr>().unwrap()]);
+        assert!(address_request(&pod(&[(IP_ADDRESS, "nope")])).is_err());
+        assert!(address_request(&pod(&[(MAC_ADDRESS, "01:00:00:00:00:01")])).is_err());
+    }
+
+    #[test]
+    fn broken_assignments_are_typed_errors() {
+        let broken = pod(&[
+            (ALLOCATED, TRUE),
+            (LOGICAL_SWITCH, "net2"),
+            (IP_ADDRESS, "x"),
+        ]);
+        assert_eq!(assigned(&broken).unwrap_err().annotation, IP_ADDRESS);
+        let no_switch = pod(&[(ALLOCATED, TRUE), (IP_ADDRESS, "10.0.2.3")]);
+        assert_eq!(assigned(&no_switch).unwrap_err().annotation, LOGICAL_SWITCH);
+    }
+}

@@ -17,7 +17,7 @@ use ipam::{Allocation, MacAddr};
 use ovn::Table;
 use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovn::ownership::{self, KIND_KEY, OBJECT_KEY, OWNER, OWNER_KEY};
-use ovsdb::{Condition as Where, Mutation, Operation, Replica, Uuid, Value, WaitUntil};
+use ovsdb::{Atom, Condition as Where, Mutation, Operation, Replica, Uuid, Value, WaitUntil};
 
 use crate::context::Context;
 
@@ -171,14 +171,26 @@ pub fn named(replica: &Replica, name: &str) -> Vec<LogicalSwitchPort> {
     decode(replica.by_name(LogicalSwitchPort::NAME, name))
 }
 
-/// The switch of Subnet `subnet` (ours, named after the Subnet).
+/// The switch of Subnet `subnet` (ours, named after the Subnet). Read
+/// without decoding the switch's (possibly huge) `ports`.
 pub fn subnet_switch(replica: &Replica, subnet: &str) -> Option<Uuid> {
     replica
         .by_name(LogicalSwitch::NAME, subnet)
         .iter()
-        .filter_map(|row| LogicalSwitch::from_row(row.uuid()?, row).ok())
-        .find(|ls| ownership::is_ours(&ls.external_ids))
-        .map(|ls| ls.uuid)
+        .find(|row| row.get_map_str("external_ids", OWNER_KEY) == Some(OWNER))
+        .and_then(|row| row.uuid())
+}
+
+/// Whether switch `switch` lists port `port` (O(log n) in its `ports`).
+fn switch_has_port(replica: &Replica, switch: Uuid, port: Uuid) -> bool {
+    let Some(row) = replica.get_in(LogicalSwitch::NAME, switch) else {
+        return false;
+    };
+    match row.get("ports") {
+        Some(Value::Set(ports)) => ports.contains(&Atom::Uuid(port)),
+        Some(Value::Atom(atom)) => *atom == Atom::Uuid(port),
+        _ => false,
+    }
 }
 
 /// Why a pod port could not be written.
@@ -204,8 +216,9 @@ fn marker() -> Value {
 }
 
 /// Makes the port of `port` exist exactly as [`PodPort::row`] on its
-/// Subnet's switch: nothing is written when it already does.
-pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
+/// Subnet's switch: nothing is written when it already does. Returns the
+/// uuid of the row when it was inserted (the replica may not show it yet).
+pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<Option<Uuid>, PortError> {
     let desired = port.row();
     let replica = &ctx.nb_replica;
     let same_name = named(replica, &desired.name);
@@ -217,11 +230,9 @@ pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
     let mut txn = ctx.nb_txn();
     match same_name.first() {
         Some(current) => {
-            let on_switch = replica
-                .get_in(LogicalSwitch::NAME, switch)
-                .is_some_and(|ls| ls.get_uuids("ports").contains(&current.uuid));
+            let on_switch = switch_has_port(replica, switch, current.uuid);
             if on_switch && same_row(current, &desired) {
-                return Ok(());
+                return Ok(None);
             }
             txn.update(
                 LogicalSwitchPort::NAME,
@@ -269,7 +280,7 @@ pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
             txn.mutate(
                 LogicalSwitch::NAME,
                 vec![Where::uuid(switch)],
-                vec![Mutation::insert("ports", Value::set([lsp]))],
+                vec![Mutation::insert("ports", Value::set([&lsp]))],
             );
             txn.comment(format!(
                 "rovn: port of pod {}/{}",
@@ -286,9 +297,10 @@ pub async fn ensure(ctx: &Context, port: &PodPort) -> Result<(), PortError> {
             if result.results.get(2).and_then(|r| r.count()) != Some(1) {
                 return Err(PortError::NoSwitch(port.subnet.clone()));
             }
+            return Ok(result.uuid_of(&lsp));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn same_row(current: &LogicalSwitchPort, desired: &LogicalSwitchPort) -> bool {

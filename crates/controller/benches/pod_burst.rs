@@ -1,0 +1,261 @@
+//! Pod burst: N pods created at once in one namespace bound to one Subnet →
+//! time until the last one is annotated (seen through a watch), pods per
+//! second and the controller's peak memory (VmHWM), printed beside the raw
+//! ovsdb-server port-insert rate measured in the same run (pre-serialized
+//! single-port transactions on the unix socket, replies only counted) and
+//! the ratio. Then start-up: the controller restarted with M existing pods
+//! → time until ready, and until every pod, port and IP resource was
+//! reconciled (`rovn_pods_synced`, IPAM rebuilt).
+//!
+//! Real `rovn-controller`, NB ovsdb-server + northd, kube-apiserver.
+//! `cargo bench --bench pod_burst`: N = 1000, M = 10000. Without `--bench`
+//! (e.g. `cargo test --all-targets`): a smoke run, N = 20, M = 50.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/pod_env/mod.rs"]
+mod pod_env;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use controller::pod::port::PodPort;
+use futures::TryStreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use ovn::Table;
+use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
+use ovsdb::{Condition, Mutation, Row, TxnBuilder, Value};
+use pod_env::{PodEnv, allocated, pod};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, watch};
+
+/// Transactions in flight at once for the raw writer (as the ovsdb bench).
+const WINDOW: usize = 256;
+/// Bound of the burst and start-up waits (hang guard).
+const WAIT: Duration = Duration::from_secs(900);
+
+/// Peak resident memory of process `pid`, in MiB (VmHWM).
+fn vm_hwm_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Counts allocated pods of `namespace` through a watch; the receiver holds
+/// the count.
+fn count_allocated(env: &PodEnv, namespace: &str) -> watch::Receiver<usize> {
+    let (tx, rx) = watch::channel(0);
+    let api = env.pods(namespace);
+    tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Ok(Some(event)) = events.try_next().await {
+            if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = event
+                && allocated(&p)
+                && seen.insert(p.metadata.uid.clone().unwrap_or_default())
+            {
+                tx.send_replace(seen.len());
+            }
+        }
+    });
+    rx
+}
+
+/// How long a burst took.
+struct Burst {
+    /// Until the watch saw the last pod annotated.
+    annotated: Duration,
+    /// Until the API server accepted the last create (the test's own writes).
+    created: Duration,
+}
+
+/// Creates `count` pods in the empty `namespace`.
+async fn burst(env: &PodEnv, namespace: &str, prefix: &str, count: usize) -> Burst {
+    // The namespace is empty: the watch counts only this burst.
+    let mut allocated = count_allocated(env, namespace);
+    let pods = (0..count)
+        .map(|i| pod(&format!("{prefix}{i}"), &[]))
+        .collect();
+    let start = Instant::now();
+    env.create_pods(namespace, pods).await;
+    let created = start.elapsed();
+    tokio::time::timeout(WAIT, allocated.wait_for(|n| *n >= count))
+        .await
+        .expect("every pod annotated in time")
+        .expect("watch");
+    Burst {
+        annotated: start.elapsed(),
+        created,
+    }
+}
+
+/// Counts complete top-level JSON values in a byte stream (the raw writer's
+/// only parsing), as in the ovsdb crate's transact bench.
+#[derive(Default)]
+struct ReplyCounter {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl ReplyCounter {
+    fn feed(&mut self, bytes: &[u8]) -> usize {
+        let mut done = 0;
+        for &b in bytes {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        done += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        done
+    }
+}
+
+/// The raw writer: `count` single-port transactions shaped like the
+/// controller's (a pod port row, inserted on a fresh switch), WINDOW in
+/// flight; returns ports per second.
+async fn raw_port_rate(env: &PodEnv, count: usize) -> f64 {
+    let ls = "raw-writer";
+    let nb = env.ovn.nb_remote();
+    let client = ovsdb::Client::connect(ovsdb::ClientConfig::from_remotes(&nb).unwrap())
+        .await
+        .expect("NB client");
+    let mut create = TxnBuilder::new(ovn::nb::DATABASE);
+    create.insert(LogicalSwitch::NAME, Row::new().with("name", ls));
+    client.commit(&create).await.expect("switch");
+    let txns: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let row = PodPort {
+                namespace: "raw".into(),
+                name: format!("r{i}"),
+                uid: format!("uid-{i}"),
+                subnet: ls.into(),
+                allocation: ipam::Allocation {
+                    v4: Some(std::net::Ipv4Addr::from(0x0a63_0000 + i as u32 + 2)),
+                    v6: None,
+                    mac: ipam::MacAddr([0x0a, 0x63, 0, 0, (i >> 8) as u8, i as u8]),
+                },
+            }
+            .row();
+            let mut tx = TxnBuilder::new(ovn::nb::DATABASE);
+            let lsp = tx.insert(LogicalSwitchPort::NAME, row.to_row());
+            tx.mutate(
+                LogicalSwitch::NAME,
+                vec![Condition::eq("name", ls)],
+                vec![Mutation::insert("ports", Value::set([lsp]))],
+            );
+            serde_json::to_vec(&json!({"method": "transact", "params": tx.params(), "id": i}))
+                .unwrap()
+        })
+        .collect();
+    let stream = UnixStream::connect(nb.trim_start_matches("unix:"))
+        .await
+        .expect("NB socket");
+    let (mut rd, mut wr) = stream.into_split();
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let start = Instant::now();
+    let w = window.clone();
+    let writer = tokio::spawn(async move {
+        for message in txns {
+            w.acquire().await.unwrap().forget();
+            wr.write_all(&message).await.unwrap();
+        }
+        wr
+    });
+    let mut counter = ReplyCounter::default();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut replies = 0;
+    while replies < count {
+        let n = rd.read(&mut buf).await.unwrap();
+        assert!(n > 0, "server closed");
+        let k = counter.feed(&buf[..n]);
+        replies += k;
+        window.add_permits(k);
+    }
+    let elapsed = start.elapsed();
+    drop(writer.await.unwrap());
+    let mut delete = TxnBuilder::new(ovn::nb::DATABASE);
+    delete.delete(LogicalSwitch::NAME, vec![Condition::eq("name", ls)]);
+    client.commit(&delete).await.expect("delete switch");
+    count as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (pods, existing) = if full { (1000, 10_000) } else { (20, 50) };
+    let mut env = PodEnv::start().await;
+    env.create_namespace("bench").await;
+    env.create_subnet("bench", None, "10.60.0.0/16", &["bench"])
+        .await;
+    env.create_namespace("existing").await;
+    env.create_subnet("existing", None, "10.64.0.0/16", &["existing"])
+        .await;
+
+    let timing = burst(&env, "bench", "b", pods).await;
+    let pod_rate = pods as f64 / timing.annotated.as_secs_f64();
+    let peak = vm_hwm_mib(env.controller().pid());
+    let raw = raw_port_rate(&env, pods).await;
+    println!(
+        "pod burst: {pods} pods in one namespace bound to one Subnet (real kube-apiserver, NB ovsdb-server + northd)"
+    );
+    println!(
+        "  last pod annotated after {:.2} s: {pod_rate:.0} pods/s (the {pods} creates alone took {:.2} s); \
+         controller peak memory (VmHWM) {peak:.1} MiB",
+        timing.annotated.as_secs_f64(),
+        timing.created.as_secs_f64(),
+    );
+    println!(
+        "  raw ovsdb-server port inserts (single-port transactions, {WINDOW} in flight) {raw:.0} ports/s; \
+         ratio controller/raw {:.3}",
+        pod_rate / raw
+    );
+
+    // Start-up with `existing` pods (allocated by the controller itself).
+    let setup = burst(&env, "existing", "e", existing).await;
+    env.kill_controller();
+    let start = Instant::now();
+    let controller = common::Controller::start(&env.ovn, &env.kube, pod_env::IDENTITY);
+    controller.wait_ready().await;
+    let ready = start.elapsed();
+    let synced = tokio::time::timeout(WAIT, async {
+        while controller.metric("rovn_pods_synced") != Some(1.0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(synced.is_ok(), "controller synced in time");
+    let synced = start.elapsed();
+    let total = existing + pods;
+    println!(
+        "start-up with {total} existing pods ({existing} set up in {:.1} s by the controller): \
+         ready {:.2} s, every pod/port/IP resource reconciled and IPAM rebuilt {:.2} s; \
+         peak memory {:.1} MiB",
+        setup.annotated.as_secs_f64(),
+        ready.as_secs_f64(),
+        synced.as_secs_f64(),
+        vm_hwm_mib(controller.pid()),
+    );
+    env.controller = Some(controller);
+}
