@@ -10,7 +10,8 @@
 //! net.
 //!
 //! A Subnet that was valid and running and becomes invalid by an edit keeps
-//! running with its previous configuration (`Validated=False` says why).
+//! running with its previous configuration (`Validated=False` says why),
+//! also across restarts (annotation [`ACCEPTED_SPEC`]).
 
 mod attach;
 mod bindings;
@@ -36,6 +37,7 @@ use ovn::Table;
 use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
 use ovn::ownership::{self, KIND_KEY, NEUTRON_NETWORK_NAME, OBJECT_KEY};
 use ovsdb::{Row, RowEvent};
+use serde_json::json;
 use tracing::{info, warn};
 
 pub use attach::{KIND, lrp_name, lsp_name};
@@ -55,6 +57,10 @@ pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 /// Condition type (Subnets on a Neutron router): pod→VM connections need a
 /// Neutron security group rule allowing the Subnet's CIDR.
 pub const NEUTRON_SECURITY_GROUPS: &str = "NeutronSecurityGroups";
+/// Annotation holding the last accepted spec (JSON of the fields rovn
+/// implements), so that a Subnet edited into an invalid spec keeps running
+/// with its previous configuration across controller restarts.
+pub const ACCEPTED_SPEC: &str = "rovn.io/accepted-spec";
 /// Name of the default Subnet, created at start-up on the default VPC.
 pub const DEFAULT_SUBNET: &str = "ovn-default";
 
@@ -82,6 +88,20 @@ pub fn vpc_of(subnet: &Subnet, default_vpc: &str) -> String {
         .filter(|v| !v.is_empty())
         .unwrap_or(default_vpc)
         .to_string()
+}
+
+/// The spec fields a Subnet's rows and bindings are made of.
+fn accepted_fields(spec: &SubnetSpec) -> SubnetSpec {
+    SubnetSpec {
+        default: spec.default,
+        vpc: spec.vpc.clone(),
+        protocol: spec.protocol,
+        namespaces: spec.namespaces.clone(),
+        cidr_block: spec.cidr_block.clone(),
+        gateway: spec.gateway.clone(),
+        exclude_ips: spec.exclude_ips.clone(),
+        ..SubnetSpec::default()
+    }
 }
 
 /// Creates the default Subnet unless it exists (a user's edits are kept).
@@ -184,6 +204,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         attached: Mutex::default(),
         accepting: Mutex::default(),
     });
+    // What ran before a restart is accepted first, oldest first: a Subnet
+    // refused because of a running one stays refused.
+    while let Err(err) = reconciler.restore_all_accepted().await {
+        warn!(error = %err, "could not list Subnets; retrying");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let controller = controller
         .watches(ctx.vpcs(), watcher::Config::default(), move |vpc: Vpc| {
             subnets_on(&vpc_store, &vpc_default, &[vpc.name_any()])
@@ -318,13 +344,27 @@ impl Reconciler {
         let vpc = vpc_of(subnet, &ctx.settings.default_vpc);
         let vpc_object = ctx.vpcs().get_opt(&vpc).await?;
         let (binding, invalid) = match self.accept(subnet, &name, &vpc, vpc_object.as_ref()) {
-            Ok(binding) => (Some(binding), None),
+            Ok(binding) => {
+                self.record_accepted(subnet).await?;
+                (Some(binding), None)
+            }
             // Invalid: the previous valid configuration, if any, stays.
-            Err(invalid) => (ctx.subnet_state.binding(&name), Some(invalid)),
+            Err(invalid) => match ctx.subnet_state.binding(&name) {
+                Some(previous) => (Some(previous), Some(invalid)),
+                None => (self.restore_accepted(subnet).await?, Some(invalid)),
+            },
         };
         let attachment = match &binding {
             Some(binding) => {
-                let imported = vpc_object.as_ref().is_some_and(is_imported);
+                let imported = if binding.vpc == vpc {
+                    vpc_object.as_ref().is_some_and(is_imported)
+                } else {
+                    ctx.vpcs()
+                        .get_opt(&binding.vpc)
+                        .await?
+                        .as_ref()
+                        .is_some_and(is_imported)
+                };
                 self.attach(&name, binding, imported).await?
             }
             None => Attachment::NotCreated,
@@ -362,6 +402,79 @@ impl Reconciler {
         }
         self.ctx.subnet_state.accept(name, binding.clone());
         Ok(binding)
+    }
+
+    /// Records the accepted spec on the object ([`ACCEPTED_SPEC`]).
+    async fn record_accepted(&self, subnet: &Subnet) -> Result<(), kube::Error> {
+        let spec = accepted_fields(&subnet.spec);
+        let text = match serde_json::to_string(&spec) {
+            Ok(text) => text,
+            Err(err) => {
+                warn!(subnet = %subnet.name_any(), error = %err, "could not record the accepted spec");
+                return Ok(());
+            }
+        };
+        if subnet.annotations().get(ACCEPTED_SPEC) == Some(&text) {
+            return Ok(());
+        }
+        let patch = json!({ "metadata": { "annotations": { ACCEPTED_SPEC: text } } });
+        self.ctx
+            .subnets()
+            .patch(
+                &subnet.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Accepts the recorded configuration of every Subnet that has one,
+    /// oldest first (nothing is written to OVN here).
+    async fn restore_all_accepted(&self) -> Result<(), kube::Error> {
+        let mut subnets = self.ctx.subnets().list(&ListParams::default()).await?.items;
+        subnets.retain(|s| s.annotations().contains_key(ACCEPTED_SPEC));
+        subnets.sort_by_key(|s| {
+            (
+                s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                s.name_any(),
+            )
+        });
+        for subnet in &subnets {
+            self.restore_accepted(subnet).await?;
+        }
+        Ok(())
+    }
+
+    /// After a restart, the configuration a Subnet edited into an invalid
+    /// spec was running with, from [`ACCEPTED_SPEC`] (accepted again, so it
+    /// is still checked against the Subnets accepted meanwhile).
+    async fn restore_accepted(&self, subnet: &Subnet) -> Result<Option<Binding>, kube::Error> {
+        let name = subnet.name_any();
+        let Some(text) = subnet.annotations().get(ACCEPTED_SPEC) else {
+            return Ok(None);
+        };
+        let spec: SubnetSpec = match serde_json::from_str(text) {
+            Ok(spec) => spec,
+            Err(err) => {
+                warn!(subnet = %name, error = %err, "unreadable accepted spec ignored");
+                return Ok(None);
+            }
+        };
+        let mut previous = subnet.clone();
+        previous.spec = spec;
+        let vpc = vpc_of(&previous, &self.ctx.settings.default_vpc);
+        let vpc_object = self.ctx.vpcs().get_opt(&vpc).await?;
+        match self.accept(&previous, &name, &vpc, vpc_object.as_ref()) {
+            Ok(binding) => {
+                info!(subnet = %name, cidr = %binding.config.cidr_block(), "previous accepted configuration restored");
+                Ok(Some(binding))
+            }
+            Err(invalid) => {
+                warn!(subnet = %name, error = %invalid, "previous accepted configuration no longer valid");
+                Ok(None)
+            }
+        }
     }
 
     /// Validates the spec against OVN and the other accepted Subnets.

@@ -582,12 +582,45 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     assert!(condition(&sa, ATTACHED).is_some_and(|c| c.is_true()));
     assert_eq!(
         env.ours("Logical_Router_Port", "rovn-sa-lrp", "sa"),
+        Some(lrp.clone())
+    );
+    assert_eq!(
+        env.column("Logical_Router_Port", "rovn-sa-lrp", "networks"),
+        "10.0.6.1/24"
+    );
+    // Also across a restart: the accepted configuration is recorded.
+    drop(controller);
+    let controller = Controller::start(ovn, &env.kube, "subnets-invalid-2");
+    controller.wait_ready().await;
+    env.patch_spec("sa", json!({ "cidrBlock": "10.0.1.0/26" }))
+        .await;
+    env.wait_subnet("sa", "still refused, previous configuration kept", |s| {
+        condition(s, VALIDATED).is_some_and(|c| {
+            !c.is_true() && c.message.contains("10.0.1.0/26") && c.message.contains("10.0.6.0/24")
+        })
+    })
+    .await;
+    assert_eq!(
+        env.ours("Logical_Router_Port", "rovn-sa-lrp", "sa"),
         Some(lrp)
     );
     assert_eq!(
         env.column("Logical_Router_Port", "rovn-sa-lrp", "networks"),
         "10.0.6.1/24"
     );
+
+    // The Subnet refused because of sa's running configuration stays
+    // refused after the restart (what ran is accepted first).
+    env.patch_spec("overlaps-ns", json!({ "excludeIps": ["10.0.6.9"] }))
+        .await;
+    env.wait_subnet("overlaps-ns", "re-checked after the restart", |s| {
+        condition(s, VALIDATED).is_some_and(|c| {
+            c.observed_generation == s.metadata.generation
+                && c.reason == "CidrOverlapsNamespaceSubnet"
+        })
+    })
+    .await;
+    assert!(!env.any_rows_of("overlaps-ns"));
 
     // A switch of that name exists and is not ours: left alone.
     env.nbctl(&["ls-add", "taken"]);
