@@ -210,6 +210,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         warn!(error = %err, "could not list Subnets; retrying");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    ctx.subnet_state.mark_restored();
     let controller = controller
         .watches(ctx.vpcs(), watcher::Config::default(), move |vpc: Vpc| {
             subnets_on(&vpc_store, &vpc_default, &[vpc.name_any()])

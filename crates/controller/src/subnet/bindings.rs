@@ -5,6 +5,7 @@
 //! the bindings changed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use futures::channel::mpsc;
@@ -38,6 +39,10 @@ impl Binding {
 /// [`crate::context::Context`].
 pub struct SubnetState {
     bindings: RwLock<BTreeMap<String, Binding>>,
+    /// Whether the Subnets running before a restart are accepted again;
+    /// until then no namespace is bound (a partial view would misplace
+    /// pods).
+    restored: AtomicBool,
     changed: watch::Sender<u64>,
     refresh: mpsc::UnboundedSender<String>,
     refresh_requests: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
@@ -48,6 +53,7 @@ impl Default for SubnetState {
         let (refresh, requests) = mpsc::unbounded();
         Self {
             bindings: RwLock::default(),
+            restored: AtomicBool::new(false),
             changed: watch::channel(0).0,
             refresh,
             refresh_requests: Mutex::new(Some(requests)),
@@ -72,8 +78,13 @@ impl SubnetState {
 
     /// The Subnet pods of `namespace` use: the oldest accepted Subnet that
     /// lists the namespace, else the oldest accepted default Subnet of
-    /// `default_vpc`. `None` until one is accepted (callers retry).
+    /// `default_vpc`. `None` until one is accepted and the Subnets running
+    /// before a restart are known again (callers retry on
+    /// [`SubnetState::watch_changes`]).
     pub fn subnet_for_namespace(&self, namespace: &str, default_vpc: &str) -> Option<String> {
+        if !self.restored.load(Ordering::Acquire) {
+            return None;
+        }
         let bindings = self.read();
         let oldest = |filter: &dyn Fn(&Binding) -> bool| {
             bindings
@@ -94,6 +105,13 @@ impl SubnetState {
             bindings.insert(name.to_string(), binding.clone()) != Some(binding)
         };
         if changed {
+            self.changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Marks the Subnets running before a restart as accepted again.
+    pub(crate) fn mark_restored(&self) {
+        if !self.restored.swap(true, Ordering::AcqRel) {
             self.changed.send_modify(|v| *v += 1);
         }
     }
