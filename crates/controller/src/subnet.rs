@@ -15,39 +15,40 @@
 
 mod attach;
 mod bindings;
+mod status;
+mod triggers;
 mod validate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::condition::{self, ATTACHED, Condition, READY, VALIDATED};
-use api::unsupported::{UnsupportedFields, unsupported_condition};
-use api::{IP, IpCount, Subnet, SubnetSpec, SubnetStatus, Vpc};
+use api::condition::Condition;
+use api::{IP, Subnet, SubnetSpec, Vpc};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
-use ovn::Table;
-use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
-use ovn::ownership::{self, KIND_KEY, NEUTRON_NETWORK_NAME, OBJECT_KEY};
-use ovsdb::{Row, RowEvent};
+use kube::{Api, ResourceExt};
+use ovn::nb::{LogicalRouter, LogicalRouterPort};
+use ovn::ownership::{self, NEUTRON_NETWORK_NAME, OBJECT_KEY};
 use serde_json::json;
 use tracing::{info, warn};
 
 pub use attach::{KIND, lrp_name, lsp_name};
 pub use bindings::{Binding, SubnetState};
+pub use status::neutron_security_note;
 pub use validate::Invalid;
 
 use crate::context::{Context, FIELD_MANAGER};
 use crate::import::is_imported;
 use crate::nb_view;
 use attach::{Desired, Observed};
+use triggers::{affected_subnets, subnets_on};
 use validate::RouterNetwork;
 
 /// Finalizer on Subnets: our rows are removed before the object.
@@ -232,82 +233,6 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     tokio::select! {
         _ = controller => anyhow::bail!("the Subnet watch ended"),
         _ = forward => anyhow::bail!("the Northbound replica stopped sending events"),
-    }
-}
-
-/// Subnets whose VPC is one of `vpcs`.
-fn subnets_on(store: &Store<Subnet>, default_vpc: &str, vpcs: &[String]) -> Vec<ObjectRef<Subnet>> {
-    store
-        .state()
-        .iter()
-        .filter(|s| vpcs.contains(&vpc_of(s, default_vpc)))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
-}
-
-/// The Subnet owning a row, when the row is one of a Subnet's.
-fn owning_subnet(row: &Row) -> Option<String> {
-    (row.get_map_str("external_ids", KIND_KEY) == Some(KIND)
-        && row.get_map_str("external_ids", ownership::OWNER_KEY) == Some(ownership::OWNER))
-    .then(|| {
-        row.get_map_str("external_ids", OBJECT_KEY)
-            .map(str::to_string)
-    })
-    .flatten()
-}
-
-/// Subnets a Northbound change concerns: the owner of a changed or deleted
-/// row of ours (router port, switch port, switch), and the Subnets of a
-/// router that appeared or disappeared.
-fn affected_subnets(
-    event: &RowEvent,
-    store: &Store<Subnet>,
-    default_vpc: &str,
-) -> Vec<ObjectRef<Subnet>> {
-    let table = event.table();
-    let owners = |rows: &[&Arc<Row>]| -> Vec<ObjectRef<Subnet>> {
-        rows.iter()
-            .filter_map(|r| owning_subnet(r))
-            .collect::<BTreeSet<_>>()
-            .iter()
-            .map(|name| ObjectRef::new(name))
-            .collect()
-    };
-    match event {
-        RowEvent::Insert { new, .. } if table == LogicalRouter::NAME => {
-            let name = new.get_str("name").unwrap_or_default().to_string();
-            subnets_on(store, default_vpc, &[name])
-        }
-        RowEvent::Delete { old, .. } if table == LogicalRouter::NAME => {
-            let name = old.get_str("name").unwrap_or_default().to_string();
-            subnets_on(store, default_vpc, &[name])
-        }
-        RowEvent::Modify { old, new, .. } if table == LogicalRouter::NAME => {
-            if old.get_str("name") == new.get_str("name") {
-                Vec::new()
-            } else {
-                let names = [old, new]
-                    .iter()
-                    .filter_map(|r| r.get_str("name").map(str::to_string))
-                    .collect::<Vec<_>>();
-                subnets_on(store, default_vpc, &names)
-            }
-        }
-        _ if table == LogicalRouterPort::NAME || table == LogicalSwitchPort::NAME => match event {
-            RowEvent::Insert { new, .. } => owners(&[new]),
-            RowEvent::Modify { old, new, .. } => owners(&[old, new]),
-            RowEvent::Delete { old, .. } => owners(&[old]),
-        },
-        // Pods' ports come and go on our switches: only the switch's own
-        // deletion or a change of its marker concerns the Subnet.
-        RowEvent::Delete { old, .. } if table == LogicalSwitch::NAME => owners(&[old]),
-        RowEvent::Modify { old, new, .. }
-            if table == LogicalSwitch::NAME
-                && old.get("external_ids") != new.get("external_ids") =>
-        {
-            owners(&[old, new])
-        }
-        _ => Vec::new(),
     }
 }
 
@@ -609,182 +534,6 @@ impl Reconciler {
         })
     }
 
-    async fn write_status(
-        &self,
-        subnet: &Subnet,
-        binding: Option<&Binding>,
-        invalid: Option<&Invalid>,
-        attachment: &Attachment,
-    ) -> Result<(), kube::Error> {
-        let name = subnet.name_any();
-        let cidr = binding.map(|b| b.config.cidr_block()).unwrap_or_default();
-        let validated = match invalid {
-            None => Condition::new(VALIDATED, true, "Valid", ""),
-            Some(invalid) => {
-                let mut message = invalid.to_string();
-                if binding.is_some() {
-                    message.push_str(&format!(
-                        "; the previous valid configuration ({cidr}) stays in force"
-                    ));
-                }
-                Condition::new(VALIDATED, false, invalid.reason(), message)
-            }
-        };
-        let attached = match attachment {
-            Attachment::Attached { router, .. } => Condition::new(
-                ATTACHED,
-                true,
-                "Attached",
-                format!("router port {} on router {router}", lrp_name(&name)),
-            ),
-            Attachment::RouterMissing { router, imported } => {
-                let (reason, message) = if *imported {
-                    (
-                        "RouterMissing",
-                        format!(
-                            "the Neutron router {router} no longer exists; the Subnet re-attaches when it is back"
-                        ),
-                    )
-                } else {
-                    (
-                        "RouterNotReady",
-                        format!("router {router} does not exist (yet)"),
-                    )
-                };
-                Condition::new(ATTACHED, false, reason, message)
-            }
-            Attachment::NameTaken(row) => Condition::new(
-                ATTACHED,
-                false,
-                "NameTaken",
-                format!("{row} exists and was not created by rovn; it is left alone"),
-            ),
-            Attachment::NotCreated => Condition::new(
-                ATTACHED,
-                false,
-                "NotValidated",
-                "nothing is created until the spec is valid",
-            ),
-        };
-        let is_attached = matches!(attachment, Attachment::Attached { .. });
-        let ready = if invalid.is_none() && is_attached {
-            Condition::new(READY, true, "Ready", "")
-        } else if invalid.is_some() {
-            Condition::new(READY, false, "InvalidSpec", validated.message.clone())
-        } else {
-            Condition::new(
-                READY,
-                false,
-                attached.reason.clone(),
-                attached.message.clone(),
-            )
-        };
-        let security = match attachment {
-            Attachment::Attached {
-                router,
-                neutron: true,
-            } => Condition::new(
-                NEUTRON_SECURITY_GROUPS,
-                true,
-                "PodToVmNeedsSecurityGroupRule",
-                neutron_security_note(router, &cidr),
-            ),
-            _ => Condition::new(NEUTRON_SECURITY_GROUPS, false, "NotOnNeutronRouter", ""),
-        };
-        let updates = [
-            validated,
-            attached,
-            ready,
-            security,
-            unsupported_condition(&subnet.spec.unsupported_fields()),
-        ];
-        self.publish_status(subnet, updates.to_vec()).await
-    }
-
-    /// Merges `updates` into the status with fresh address counts, writes
-    /// it when it changed, and records an Event for every condition that
-    /// turned into a problem.
-    async fn publish_status(
-        &self,
-        subnet: &Subnet,
-        updates: Vec<Condition>,
-    ) -> Result<(), kube::Error> {
-        let name = subnet.name_any();
-        let current = subnet.status.clone().unwrap_or_default();
-        let generation = subnet.metadata.generation;
-        let mut conditions = current.conditions.clone();
-        let mut problems = Vec::new();
-        for update in updates {
-            let update = update.observed(generation);
-            let before = condition::find_condition(&current.conditions, &update.type_);
-            let changed = before.is_none_or(|b| {
-                b.status != update.status
-                    || b.reason != update.reason
-                    || b.message != update.message
-            });
-            if changed && is_problem(&update) {
-                problems.push(update.clone());
-            }
-            condition::set_condition(&mut conditions, update);
-        }
-        let counts = self
-            .ctx
-            .ipam
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .subnet(&name)
-            .map(|s| {
-                (
-                    s.counts(),
-                    s.config().v4().is_some(),
-                    s.config().v6().is_some(),
-                )
-            });
-        let mut status = SubnetStatus {
-            conditions,
-            ..current.clone()
-        };
-        if let Some((counts, v4, v6)) = counts {
-            let pair = |has: bool, available: u128, using: usize| {
-                has.then(|| (IpCount::from(available), IpCount::from(using as u128)))
-                    .unzip()
-            };
-            (status.v4_available_ips, status.v4_using_ips) =
-                pair(v4, counts.v4_available, counts.v4_using);
-            (status.v6_available_ips, status.v6_using_ips) =
-                pair(v6, counts.v6_available, counts.v6_using);
-        }
-        if status != current {
-            self.ctx
-                .subnets()
-                .patch_status(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&api::status_apply_patch::<Subnet>(&status)),
-                )
-                .await?;
-        }
-        for problem in problems {
-            self.event(subnet, &problem.reason, &problem.message).await;
-        }
-        Ok(())
-    }
-
-    /// Records a Warning Event on the Subnet (best effort: a failure is
-    /// logged, the status already says it).
-    async fn event(&self, subnet: &Subnet, reason: &str, note: &str) {
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &subnet.object_ref(&())).await {
-            warn!(subnet = %subnet.name_any(), error = %err, "could not record an Event");
-        }
-    }
-
     /// Who still holds addresses of Subnet `name`: IPAM owners
     /// (`namespace/pod`) and IP resources naming it (`IP <name>`).
     async fn users(&self, name: &str) -> Result<Vec<String>, kube::Error> {
@@ -860,15 +609,6 @@ impl Reconciler {
     }
 }
 
-/// Whether a condition reports a problem worth an Event.
-fn is_problem(c: &Condition) -> bool {
-    match c.type_.as_str() {
-        VALIDATED | ATTACHED => !c.is_true(),
-        DELETION_BLOCKED => c.is_true(),
-        _ => false,
-    }
-}
-
 /// The router of VPC `vpc`: Neutron's router of that name, else ours.
 fn find_router(replica: &ovsdb::Replica, vpc: &str) -> Option<LogicalRouter> {
     nb_view::neutron_router(replica, vpc).or_else(|| nb_view::our_router(replica, vpc))
@@ -886,15 +626,4 @@ fn port_owner(port: &LogicalRouterPort) -> String {
     } else {
         format!("router port {}", port.name)
     }
-}
-
-/// What users of a Subnet on a Neutron router must know about Neutron's
-/// port security.
-pub fn neutron_security_note(router: &str, cidr: &str) -> String {
-    format!(
-        "attached to Neutron router {router}: VM→pod traffic and its replies pass, but new \
-         pod→VM connections are dropped by Neutron's neutron_pg_drop port group unless a \
-         security group of the VM allows ingress from {cidr} (openstack security group rule \
-         create --ingress --remote-ip {cidr} <group>)"
-    )
 }

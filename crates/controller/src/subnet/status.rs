@@ -1,0 +1,216 @@
+//! A Subnet's status: conditions (`Validated`, `Attached`, `Ready`,
+//! `NeutronSecurityGroups`, `Unsupported`, `DeletionBlocked`), address counts
+//! from the IPAM, and a Warning Event whenever a condition turns into a
+//! problem.
+
+use api::condition::{self, ATTACHED, Condition, READY, VALIDATED};
+use api::unsupported::{UnsupportedFields, unsupported_condition};
+use api::{IpCount, Subnet, SubnetStatus};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::warn;
+
+use super::{
+    Attachment, Binding, DELETION_BLOCKED, Invalid, NEUTRON_SECURITY_GROUPS, Reconciler, lrp_name,
+};
+use crate::context::FIELD_MANAGER;
+
+impl Reconciler {
+    /// Writes the outcome of an apply: validation, attachment, readiness.
+    pub(super) async fn write_status(
+        &self,
+        subnet: &Subnet,
+        binding: Option<&Binding>,
+        invalid: Option<&Invalid>,
+        attachment: &Attachment,
+    ) -> Result<(), kube::Error> {
+        let name = subnet.name_any();
+        let cidr = binding.map(|b| b.config.cidr_block()).unwrap_or_default();
+        let validated = match invalid {
+            None => Condition::new(VALIDATED, true, "Valid", ""),
+            Some(invalid) => {
+                let mut message = invalid.to_string();
+                if binding.is_some() {
+                    message.push_str(&format!(
+                        "; the previous valid configuration ({cidr}) stays in force"
+                    ));
+                }
+                Condition::new(VALIDATED, false, invalid.reason(), message)
+            }
+        };
+        let attached = match attachment {
+            Attachment::Attached { router, .. } => Condition::new(
+                ATTACHED,
+                true,
+                "Attached",
+                format!("router port {} on router {router}", lrp_name(&name)),
+            ),
+            Attachment::RouterMissing { router, imported } => {
+                let (reason, message) = if *imported {
+                    (
+                        "RouterMissing",
+                        format!(
+                            "the Neutron router {router} no longer exists; the Subnet re-attaches when it is back"
+                        ),
+                    )
+                } else {
+                    (
+                        "RouterNotReady",
+                        format!("router {router} does not exist (yet)"),
+                    )
+                };
+                Condition::new(ATTACHED, false, reason, message)
+            }
+            Attachment::NameTaken(row) => Condition::new(
+                ATTACHED,
+                false,
+                "NameTaken",
+                format!("{row} exists and was not created by rovn; it is left alone"),
+            ),
+            Attachment::NotCreated => Condition::new(
+                ATTACHED,
+                false,
+                "NotValidated",
+                "nothing is created until the spec is valid",
+            ),
+        };
+        let is_attached = matches!(attachment, Attachment::Attached { .. });
+        let ready = if invalid.is_none() && is_attached {
+            Condition::new(READY, true, "Ready", "")
+        } else if invalid.is_some() {
+            Condition::new(READY, false, "InvalidSpec", validated.message.clone())
+        } else {
+            Condition::new(
+                READY,
+                false,
+                attached.reason.clone(),
+                attached.message.clone(),
+            )
+        };
+        let security = match attachment {
+            Attachment::Attached {
+                router,
+                neutron: true,
+            } => Condition::new(
+                NEUTRON_SECURITY_GROUPS,
+                true,
+                "PodToVmNeedsSecurityGroupRule",
+                neutron_security_note(router, &cidr),
+            ),
+            _ => Condition::new(NEUTRON_SECURITY_GROUPS, false, "NotOnNeutronRouter", ""),
+        };
+        let updates = [
+            validated,
+            attached,
+            ready,
+            security,
+            unsupported_condition(&subnet.spec.unsupported_fields()),
+        ];
+        self.publish_status(subnet, updates.to_vec()).await
+    }
+
+    /// Merges `updates` into the status with fresh address counts, writes
+    /// it when it changed, and records an Event for every condition that
+    /// turned into a problem.
+    pub(super) async fn publish_status(
+        &self,
+        subnet: &Subnet,
+        updates: Vec<Condition>,
+    ) -> Result<(), kube::Error> {
+        let name = subnet.name_any();
+        let current = subnet.status.clone().unwrap_or_default();
+        let generation = subnet.metadata.generation;
+        let mut conditions = current.conditions.clone();
+        let mut problems = Vec::new();
+        for update in updates {
+            let update = update.observed(generation);
+            let before = condition::find_condition(&current.conditions, &update.type_);
+            let changed = before.is_none_or(|b| {
+                b.status != update.status
+                    || b.reason != update.reason
+                    || b.message != update.message
+            });
+            if changed && is_problem(&update) {
+                problems.push(update.clone());
+            }
+            condition::set_condition(&mut conditions, update);
+        }
+        let counts = self
+            .ctx
+            .ipam
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subnet(&name)
+            .map(|s| {
+                (
+                    s.counts(),
+                    s.config().v4().is_some(),
+                    s.config().v6().is_some(),
+                )
+            });
+        let mut status = SubnetStatus {
+            conditions,
+            ..current.clone()
+        };
+        if let Some((counts, v4, v6)) = counts {
+            let pair = |has: bool, available: u128, using: usize| {
+                has.then(|| (IpCount::from(available), IpCount::from(using as u128)))
+                    .unzip()
+            };
+            (status.v4_available_ips, status.v4_using_ips) =
+                pair(v4, counts.v4_available, counts.v4_using);
+            (status.v6_available_ips, status.v6_using_ips) =
+                pair(v6, counts.v6_available, counts.v6_using);
+        }
+        if status != current {
+            self.ctx
+                .subnets()
+                .patch_status(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&api::status_apply_patch::<Subnet>(&status)),
+                )
+                .await?;
+        }
+        for problem in problems {
+            self.event(subnet, &problem.reason, &problem.message).await;
+        }
+        Ok(())
+    }
+
+    /// Records a Warning Event on the Subnet (best effort: a failure is
+    /// logged, the status already says it).
+    async fn event(&self, subnet: &Subnet, reason: &str, note: &str) {
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &subnet.object_ref(&())).await {
+            warn!(subnet = %subnet.name_any(), error = %err, "could not record an Event");
+        }
+    }
+}
+
+/// Whether a condition reports a problem worth an Event.
+fn is_problem(c: &Condition) -> bool {
+    match c.type_.as_str() {
+        VALIDATED | ATTACHED => !c.is_true(),
+        DELETION_BLOCKED => c.is_true(),
+        _ => false,
+    }
+}
+
+/// What users of a Subnet on a Neutron router must know about Neutron's
+/// port security.
+pub fn neutron_security_note(router: &str, cidr: &str) -> String {
+    format!(
+        "attached to Neutron router {router}: VM→pod traffic and its replies pass, but new \
+         pod→VM connections are dropped by Neutron's neutron_pg_drop port group unless a \
+         security group of the VM allows ingress from {cidr} (openstack security group rule \
+         create --ingress --remote-ip {cidr} <group>)"
+    )
+}
