@@ -162,6 +162,12 @@ impl Env {
                 condition(s, VALIDATED).is_some_and(|c| !c.is_true() && c.reason == reason)
             })
             .await;
+        self.wait_event(name, reason).await;
+        subnet
+    }
+
+    /// Waits for a Warning Event with `reason` on Subnet `name`.
+    async fn wait_event(&self, name: &str, reason: &str) {
         let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), "default");
         eventually(&format!("Event {reason} on Subnet {name}"), || async {
             events
@@ -177,7 +183,6 @@ impl Env {
                 })
         })
         .await;
-        subnet
     }
 
     /// Waits until namespace `name` carries the annotations of `subnet`.
@@ -428,6 +433,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         env.ours("Logical_Switch", "net2", "net2").is_some(),
         "switch kept"
     );
+    env.wait_event("net2", "RouterMissing").await;
     let router = NeutronRouter::create_with_id(ovn, &router_id, "router1").expect("router again");
     assert_eq!(router.lr_name(), r1);
     env.wait_subnet("net2", "re-attached", |s| {
@@ -834,6 +840,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
             .is_some_and(|c| c.is_true() && c.message.contains("mv-ns/web"))
     })
     .await;
+    env.wait_event("mv", "AddressesInUse").await;
     assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch));
     assert_eq!(env.router_ports(&ra), vec![lrp]);
     pods.delete("web", &DeleteParams::default().grace_period(0))

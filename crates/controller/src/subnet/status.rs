@@ -195,10 +195,12 @@ impl Reconciler {
     }
 }
 
-/// Whether a condition reports a problem worth an Event.
+/// Whether a condition reports a problem worth an Event (not the transient
+/// wait for a router of ours, nor a detachment the refusal already explains).
 fn is_problem(c: &Condition) -> bool {
     match c.type_.as_str() {
-        VALIDATED | ATTACHED => !c.is_true(),
+        VALIDATED => !c.is_true(),
+        ATTACHED => !c.is_true() && matches!(c.reason.as_str(), "RouterMissing" | "NameTaken"),
         DELETION_BLOCKED => c.is_true(),
         _ => false,
     }
