@@ -380,7 +380,20 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     })
     .await;
     wait_metric_at_least(&controller, REPAIRS_SWITCH_PORT, 1.0).await;
-    env.nbctl(&["lsp-set-options", "rovn-net2-lsp", "router-port=elsewhere"]);
+    // Neutron's maintenance writes its keys on every switch and port: they
+    // stay (no fight), while our own key is restored.
+    env.nbctl(&[
+        "set",
+        "Logical_Switch",
+        "net2",
+        "other_config:mcast_snoop=false",
+    ]);
+    env.nbctl(&[
+        "lsp-set-options",
+        "rovn-net2-lsp",
+        "router-port=elsewhere",
+        "mcast_flood_reports=true",
+    ]);
     eventually("switch port options restored", || async {
         (env.nbctl(&[
             "get",
@@ -393,6 +406,21 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
             .then_some(())
     })
     .await;
+    assert_eq!(
+        env.nbctl(&[
+            "get",
+            "Logical_Switch_Port",
+            "rovn-net2-lsp",
+            "options:mcast_flood_reports",
+        ])
+        .trim_matches('"'),
+        "true"
+    );
+    assert_eq!(
+        env.nbctl(&["get", "Logical_Switch", "net2", "other_config:mcast_snoop"])
+            .trim_matches('"'),
+        "false"
+    );
     wait_metric_at_least(&controller, REPAIRS_SWITCH_PORT, 2.0).await;
 
     // Restart with our port deleted while the controller was down: back

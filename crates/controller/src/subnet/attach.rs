@@ -216,16 +216,22 @@ pub fn plan(
             changes.switch_port = true;
         }
         (Some(_), Some(lsp)) => {
+            // Keys others add (e.g. Neutron's maintenance options) are kept:
+            // only ours are compared and restored.
+            let mut options = lsp.options.clone();
+            options.extend(desired.lsp.options.clone());
+            let mut external_ids = lsp.external_ids.clone();
+            external_ids.extend(desired.lsp.external_ids.clone());
             if lsp.type_ != desired.lsp.type_
                 || lsp.addresses != desired.lsp.addresses
-                || lsp.options != desired.lsp.options
-                || lsp.external_ids != desired.lsp.external_ids
+                || options != lsp.options
+                || external_ids != lsp.external_ids
             {
                 let row = Row::new()
                     .with("type", desired.lsp.type_.as_str())
                     .with("addresses", Value::set(desired.lsp.addresses.clone()))
-                    .with("options", Value::map(desired.lsp.options.clone()))
-                    .with("external_ids", Value::map(desired.lsp.external_ids.clone()));
+                    .with("options", Value::map(options))
+                    .with("external_ids", Value::map(external_ids));
                 txn.update(LogicalSwitchPort::NAME, where_ours(lsp.uuid), row);
                 changes.switch_port = true;
             }
@@ -337,6 +343,36 @@ mod tests {
             assert!(ours_for(ids, "net2"));
             assert!(ovn::ownership::check_external_ids(ids).is_ok());
         }
+    }
+
+    #[test]
+    fn keys_added_by_others_are_left_alone() {
+        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
+        let mut lsp = d.lsp.clone();
+        lsp.options
+            .insert("mcast_flood_reports".to_string(), "true".to_string());
+        let observed = Observed {
+            switch: Some(d.switch.clone()),
+            lsp: Some(lsp.clone()),
+            ..Observed::default()
+        };
+        let mut txn = TxnBuilder::new("OVN_Northbound");
+        let (changes, _) = plan(&mut txn, &d, &observed, None);
+        assert!(!changes.any() && txn.is_empty());
+        // Our key changed: restored, the other key kept.
+        lsp.options
+            .insert("router-port".to_string(), "elsewhere".to_string());
+        let observed = Observed {
+            lsp: Some(lsp),
+            ..observed
+        };
+        let (changes, _) = plan(&mut txn, &d, &observed, None);
+        assert!(changes.switch_port);
+        let Operation::Update { row, .. } = &txn.operations()[0] else {
+            panic!("an update");
+        };
+        let options = row.get("options").and_then(Value::as_map).expect("options");
+        assert_eq!(options.len(), 2);
     }
 
     #[test]
