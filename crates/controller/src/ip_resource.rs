@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use api::{IP, IpSpec};
 use ipam::Allocation;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -58,24 +58,37 @@ pub fn is_current(ip: &IP, spec: &IpSpec) -> bool {
     &ip.spec == spec && ip.labels().get(SUBNET_LABEL) == Some(&spec.subnet)
 }
 
-/// Server-side applies the IP resource of a pod.
-pub async fn apply(ctx: &Context, spec: &IpSpec) -> Result<(), kube::Error> {
-    let name = name(&spec.namespace, &spec.pod_name);
+fn object(spec: &IpSpec) -> serde_json::Value {
     let mut labels = BTreeMap::from([(SUBNET_LABEL, spec.subnet.as_str())]);
     if !spec.node_name.is_empty() {
         labels.insert(NODE_LABEL, spec.node_name.as_str());
     }
-    let object = json!({
+    json!({
         "apiVersion": api::API_VERSION,
         "kind": "IP",
-        "metadata": { "name": name, "labels": labels },
+        "metadata": { "name": name(&spec.namespace, &spec.pod_name), "labels": labels },
         "spec": spec,
-    });
+    })
+}
+
+/// Creates the IP resource of a pod (a plain create is the cheapest write
+/// for the API server); when one of that name exists, server-side applies.
+pub async fn create(ctx: &Context, spec: &IpSpec) -> Result<(), kube::Error> {
+    let ip: IP = serde_json::from_value(object(spec)).map_err(kube::Error::SerdeError)?;
+    match api(ctx).create(&PostParams::default(), &ip).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => apply(ctx, spec).await,
+        other => other.map(|_| ()),
+    }
+}
+
+/// Server-side applies the IP resource of a pod.
+pub async fn apply(ctx: &Context, spec: &IpSpec) -> Result<(), kube::Error> {
+    let name = name(&spec.namespace, &spec.pod_name);
     api(ctx)
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
+            &Patch::Apply(&object(spec)),
         )
         .await?;
     Ok(())

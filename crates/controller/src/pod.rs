@@ -600,15 +600,15 @@ impl Reconciler {
             .unwrap_or_default();
         let spec = ip_resource::desired_spec(namespace, name, node, subnet, allocation);
         let ip_name = ip_resource::name(namespace, name);
-        let current = self
-            .ips
-            .get(&ObjectRef::new(&ip_name))
-            .is_some_and(|ip| ip_resource::is_current(&ip, &spec))
-            || lock(&self.applied_ips).get(&ip_name) == Some(&spec);
-        if !current {
-            ip_resource::apply(&self.ctx, &spec).await?;
-            lock(&self.applied_ips).insert(ip_name, spec);
+        let stored = self.ips.get(&ObjectRef::new(&ip_name));
+        let applied = lock(&self.applied_ips).get(&ip_name).cloned();
+        match (stored, applied) {
+            (_, Some(applied)) if applied == spec => return Ok(()),
+            (Some(ip), _) if ip_resource::is_current(&ip, &spec) => return Ok(()),
+            (None, None) => ip_resource::create(&self.ctx, &spec).await?,
+            _ => ip_resource::apply(&self.ctx, &spec).await?,
         }
+        lock(&self.applied_ips).insert(ip_name, spec);
         Ok(())
     }
 

@@ -150,7 +150,7 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
 /// router that already serves 10.0.1.0/24, namespace net2 bound to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
-    let env = PodEnv::start().await;
+    let env = PodEnv::start("pods-seed").await;
     let mut router = NeutronRouter::create(&env.ovn, "router1").expect("neutron router");
     let net1 = NeutronNetwork::create(&env.ovn, "net1", "10.0.1.0/24").expect("neutron net1");
     router
@@ -271,7 +271,7 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
 /// left (ports, IP resources, IPAM counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_pods_created_and_deleted_leak_nothing() {
-    let env = PodEnv::start().await;
+    let env = PodEnv::start("pods-200").await;
     env.create_namespace("burst").await;
     env.create_subnet("burst", None, "10.40.0.0/22", &["burst"])
         .await;
@@ -343,7 +343,7 @@ async fn assert_ports_match_pods(env: &PodEnv, pods: &[k8s_openapi::api::core::v
 /// addresses, no orphan port or IP resource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
-    let mut env = PodEnv::start().await;
+    let mut env = PodEnv::start("pods-sigkill").await;
     env.create_namespace("crash").await;
     env.create_subnet("crash", None, "10.50.0.0/22", &["crash"])
         .await;

@@ -29,26 +29,26 @@ pub const NODE: &str = "node-1";
 /// Pods created or deleted at once.
 const CONCURRENCY: usize = 64;
 
-/// OVN + API server + controller.
+/// OVN + API server + controller (stopped first when dropped).
 pub struct PodEnv {
-    /// OVN (NB, SB, northd).
-    pub ovn: OvnEnv,
-    /// The API server (own to this environment).
-    pub kube: KubeEnv,
-    /// An admin client.
-    pub client: kube::Client,
     /// The controller, when running.
     pub controller: Option<Controller>,
+    /// Its identity (kept across restarts, so that it takes the Lease back
+    /// at once; names its log).
+    pub identity: String,
     nb: ovsdb::Client,
+    /// An admin client.
+    pub client: kube::Client,
+    /// The API server (own to this environment).
+    pub kube: KubeEnv,
+    /// OVN (NB, SB, northd).
+    pub ovn: OvnEnv,
 }
-
-/// The identity of the controller (the same after a restart, so that it
-/// takes the Lease back at once).
-pub const IDENTITY: &str = "pods-test";
 
 impl PodEnv {
     /// Starts OVN and an API server, installs the CRDs; no controller yet.
-    pub async fn start_without_controller() -> Self {
+    /// `identity` names the controller (and its log).
+    pub async fn start_without_controller(identity: &str) -> Self {
         let ovn = OvnEnv::builder().northd().start().expect("start OVN");
         let kube = tokio::task::spawn_blocking(KubeEnv::start)
             .await
@@ -60,17 +60,18 @@ impl PodEnv {
             .await
             .expect("NB client");
         Self {
-            ovn,
-            kube,
-            client,
             controller: None,
+            identity: identity.to_string(),
             nb,
+            client,
+            kube,
+            ovn,
         }
     }
 
     /// Starts everything and waits for the default Subnet.
-    pub async fn start() -> Self {
-        let mut env = Self::start_without_controller().await;
+    pub async fn start(identity: &str) -> Self {
+        let mut env = Self::start_without_controller(identity).await;
         env.start_controller().await;
         env.wait_subnet_ready("ovn-default").await;
         env
@@ -78,18 +79,27 @@ impl PodEnv {
 
     /// Starts (or restarts) the controller and waits until it is ready.
     pub async fn start_controller(&mut self) {
-        let controller = Controller::start(&self.ovn, &self.kube, IDENTITY);
+        let controller = Controller::start(&self.ovn, &self.kube, &self.identity);
         controller.wait_ready().await;
         self.controller = Some(controller);
     }
 
-    /// Kills the controller with SIGKILL.
+    /// Kills the controller with SIGKILL; its log is kept as
+    /// `...-<identity>.killed.log` (a restart writes a new one).
     pub fn kill_controller(&mut self) {
         let mut controller = self.controller.take().expect("controller running");
         let pid = nix::unistd::Pid::from_raw(controller.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
         let _ = controller.running();
         drop(controller);
+        let log = |suffix: &str| {
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "rovn-controller-{}-{}{suffix}",
+                std::process::id(),
+                self.identity
+            ))
+        };
+        let _ = std::fs::rename(log(".log"), log(".killed.log"));
     }
 
     /// The controller.
