@@ -87,30 +87,40 @@ impl Drop for AgentProcess {
     }
 }
 
-/// The `rovn-cni` binary: next to `rovn-agent` in the target directory (built by
-/// `cargo test --workspace`), else built with `cargo build -p cni`.
+/// A binary of another workspace package: next to `rovn-agent` in the target directory
+/// (built by `cargo test --workspace`), else built with `cargo build -p <package>`.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_rovn-agent"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let path = dir.join(bin);
+    if path.is_file() {
+        return path;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", package, "--bin", bin]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    assert!(path.is_file(), "{} missing after the build", path.display());
+    path
+}
+
+/// The `rovn-cni` binary.
 pub fn rovn_cni() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_BIN_EXE_rovn-agent"))
-            .parent()
-            .expect("target dir")
-            .to_path_buf();
-        let path = dir.join("rovn-cni");
-        if path.is_file() {
-            return path;
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cni", "--bin", "rovn-cni"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p cni");
-        assert!(status.success(), "cargo build -p cni failed");
-        assert!(path.is_file(), "{} missing after the build", path.display());
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| workspace_bin("cni", "rovn-cni"))
+        .clone()
 }
 
 /// What one run of `rovn-cni` printed and how it exited.
