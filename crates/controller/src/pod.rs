@@ -223,6 +223,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 }
                 // Deleted by someone else: restored if its pod still exists.
                 watcher::Event::Delete(ip) => {
+                    // Its event may have come before the create returned.
+                    lock(&r.applied_ips).remove(&ip.name_any());
                     r.queue
                         .add(&port::owner(&ip.spec.namespace, &ip.spec.pod_name));
                 }

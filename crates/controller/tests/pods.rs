@@ -302,6 +302,84 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() {
     .await;
 }
 
+/// Dual stack: one address per family in the annotations, the port and the
+/// IP resource. Then repairs: our port deleted with `ovn-nbctl` and the IP
+/// resource deleted come back with the same addresses, the annotations
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
+    let env = PodEnv::start("pods-dual").await;
+    env.create_namespace("dual").await;
+    let subnet = api::Subnet::new(
+        "dual",
+        api::SubnetSpec {
+            protocol: Some(api::Protocol::Dual),
+            cidr_block: "10.70.0.0/24,fd00:70::/64".to_string(),
+            namespaces: vec!["dual".to_string()],
+            ..api::SubnetSpec::default()
+        },
+    );
+    env.subnets()
+        .create(&PostParams::default(), &subnet)
+        .await
+        .expect("create subnet");
+    env.wait_subnet_ready("dual").await;
+    env.create_pods("dual", vec![pod("d1", &[])]).await;
+    let pod = eventually("d1 allocated", || async {
+        env.pods("dual").get("d1").await.ok().filter(allocated)
+    })
+    .await;
+    let got = allocation(&pod).expect("allocation");
+    assert_eq!(got.ip, "10.70.0.2,fd00:70::2");
+    assert_eq!(got.cidr, "10.70.0.0/24,fd00:70::/64");
+    assert_eq!(got.gateway, "10.70.0.1,fd00:70::1");
+    assert_eq!(got.logical_switch, "dual");
+    let entry = format!("{} 10.70.0.2 fd00:70::2", got.mac);
+    let port = eventually("port d1.dual", || async {
+        env.pod_ports().await.into_iter().find(|p| p.name == "d1.dual")
+    })
+    .await;
+    assert_eq!(port.addresses, BTreeSet::from([entry.clone()]));
+    assert_eq!(port.port_security, BTreeSet::from([entry.clone()]));
+    let ip = eventually("IP d1.dual", || async {
+        env.ips().get_opt("d1.dual").await.expect("get IP")
+    })
+    .await;
+    assert_eq!(
+        (ip.spec.v4_ip_address.as_str(), ip.spec.v6_ip_address.as_str()),
+        ("10.70.0.2", "fd00:70::2")
+    );
+    assert_eq!(ip.spec.ip_address, "10.70.0.2,fd00:70::2");
+
+    // Someone deletes our port: it is restored with the same addresses.
+    env.ovn.nbctl(&["lsp-del", "d1.dual"]).expect("lsp-del");
+    let restored = eventually("port d1.dual restored", || async {
+        env.pod_ports()
+            .await
+            .into_iter()
+            .find(|p| p.name == "d1.dual" && p.uuid != port.uuid)
+    })
+    .await;
+    assert_eq!(restored.addresses, BTreeSet::from([entry.clone()]));
+    assert!(env.switch("dual").await.expect("switch").ports.contains(&restored.uuid));
+    // Someone deletes the IP resource: it comes back.
+    env.ips()
+        .delete("d1.dual", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete IP");
+    let back = eventually("IP d1.dual back", || async {
+        env.ips()
+            .get_opt("d1.dual")
+            .await
+            .expect("get IP")
+            .filter(|i| i.uid() != ip.uid())
+    })
+    .await;
+    assert_eq!(back.spec.ip_address, "10.70.0.2,fd00:70::2");
+    let after = env.pods("dual").get("d1").await.expect("get d1");
+    assert_eq!(allocation(&after), Some(got), "annotations untouched");
+}
+
 /// Every pod port of ours belongs to an existing pod and records exactly its
 /// annotations; every allocated pod has its port and IP resource.
 async fn assert_ports_match_pods(env: &PodEnv, pods: &[k8s_openapi::api::core::v1::Pod]) {
@@ -380,6 +458,12 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
     // Deleted while the controller is down: allocated ones and others.
     let gone: Vec<String> = (0..500).step_by(10).map(|i| format!("c{i}")).collect();
     env.delete_pods("crash", &gone).await;
+    // Deleted and created again under the same name (a new uid) while the
+    // controller is down: the old port must not be taken for the new pod's.
+    let recreated = "c1".to_string();
+    let old = env.pods("crash").get(&recreated).await.expect("get c1");
+    env.delete_pods("crash", std::slice::from_ref(&recreated)).await;
+    env.create_pods("crash", vec![pod(&recreated, &[])]).await;
 
     env.start_controller().await;
     let pods = env.wait_allocated("crash", 500 - gone.len()).await;
@@ -409,6 +493,10 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
     })
     .await;
     assert_ports_match_pods(&env, &pods).await;
+    let new = pods.iter().find(|p| p.name_any() == recreated).expect("c1");
+    assert_ne!(new.uid(), old.uid(), "c1 was re-created");
+    let port = env.pod_ports().await.into_iter().find(|p| p.name == "c1.crash").expect("c1 port");
+    assert_eq!(port.external_ids.get("rovn:pod_uid"), new.uid().as_ref(), "the new c1's port");
     eventually("crash counts match", || async {
         (env.subnet_v4_using("crash").await == Some(pods.len() as u128)).then_some(())
     })
