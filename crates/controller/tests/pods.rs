@@ -336,7 +336,10 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     assert_eq!(got.logical_switch, "dual");
     let entry = format!("{} 10.70.0.2 fd00:70::2", got.mac);
     let port = eventually("port d1.dual", || async {
-        env.pod_ports().await.into_iter().find(|p| p.name == "d1.dual")
+        env.pod_ports()
+            .await
+            .into_iter()
+            .find(|p| p.name == "d1.dual")
     })
     .await;
     assert_eq!(port.addresses, BTreeSet::from([entry.clone()]));
@@ -346,7 +349,10 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     })
     .await;
     assert_eq!(
-        (ip.spec.v4_ip_address.as_str(), ip.spec.v6_ip_address.as_str()),
+        (
+            ip.spec.v4_ip_address.as_str(),
+            ip.spec.v6_ip_address.as_str()
+        ),
         ("10.70.0.2", "fd00:70::2")
     );
     assert_eq!(ip.spec.ip_address, "10.70.0.2,fd00:70::2");
@@ -361,7 +367,13 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     })
     .await;
     assert_eq!(restored.addresses, BTreeSet::from([entry.clone()]));
-    assert!(env.switch("dual").await.expect("switch").ports.contains(&restored.uuid));
+    assert!(
+        env.switch("dual")
+            .await
+            .expect("switch")
+            .ports
+            .contains(&restored.uuid)
+    );
     // Someone deletes the IP resource: it comes back.
     env.ips()
         .delete("d1.dual", &kube::api::DeleteParams::default())
@@ -462,7 +474,8 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
     // controller is down: the old port must not be taken for the new pod's.
     let recreated = "c1".to_string();
     let old = env.pods("crash").get(&recreated).await.expect("get c1");
-    env.delete_pods("crash", std::slice::from_ref(&recreated)).await;
+    env.delete_pods("crash", std::slice::from_ref(&recreated))
+        .await;
     env.create_pods("crash", vec![pod(&recreated, &[])]).await;
 
     env.start_controller().await;
@@ -495,8 +508,17 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
     assert_ports_match_pods(&env, &pods).await;
     let new = pods.iter().find(|p| p.name_any() == recreated).expect("c1");
     assert_ne!(new.uid(), old.uid(), "c1 was re-created");
-    let port = env.pod_ports().await.into_iter().find(|p| p.name == "c1.crash").expect("c1 port");
-    assert_eq!(port.external_ids.get("rovn:pod_uid"), new.uid().as_ref(), "the new c1's port");
+    let port = env
+        .pod_ports()
+        .await
+        .into_iter()
+        .find(|p| p.name == "c1.crash")
+        .expect("c1 port");
+    assert_eq!(
+        port.external_ids.get("rovn:pod_uid"),
+        new.uid().as_ref(),
+        "the new c1's port"
+    );
     eventually("crash counts match", || async {
         (env.subnet_v4_using("crash").await == Some(pods.len() as u128)).then_some(())
     })
