@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use api::{IP, IpSpec};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use ipam::{AllocError, Allocation};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use kube::api::{Patch, PatchParams};
@@ -195,7 +195,15 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     tasks.spawn(async move {
         let mut events = std::pin::pin!(pod_events);
         let mut listed = false;
-        while let Some(event) = events.try_next().await? {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                // The watcher re-lists after a backoff; the re-list sweeps.
+                Err(err) => {
+                    warn!(error = %err, "pod watch interrupted");
+                    continue;
+                }
+            };
             match event {
                 watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
                     if let Some(key) = pod_key(&pod) {
@@ -216,7 +224,14 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let r = this.clone();
     tasks.spawn(async move {
         let mut events = std::pin::pin!(ip_events);
-        while let Some(event) = events.try_next().await? {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    warn!(error = %err, "IP resource watch interrupted");
+                    continue;
+                }
+            };
             match event {
                 watcher::Event::Apply(ip) => {
                     lock(&r.applied_ips).remove(&ip.name_any());
