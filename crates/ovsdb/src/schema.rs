@@ -144,12 +144,17 @@ impl ColumnType {
     }
 
     /// Applies an `update2`/`update3` "modify" diff for this column to `old` (RFC 7047 draft
-    /// semantics used by ovsdb-server): scalars take the new value, sets toggle the listed
+    /// semantics used by ovsdb-server): scalars and optional scalars (sets of at most one
+    /// element, e.g. `Logical_Switch_Port.up`) take the new value — ovsdb-server sends
+    /// `true` or `["set",[]]` for those, not the elements to toggle — sets toggle the listed
     /// elements, maps remove identical pairs and add or replace the others. `old` is updated
     /// in place (no copy of large sets).
     pub fn apply_diff(&self, old: Option<Value>, diff: Value) -> Value {
         if self.is_scalar() {
             return diff;
+        }
+        if self.max == Some(1) && !self.is_map() {
+            return self.normalize(diff);
         }
         if self.is_map() {
             let mut m = match old {
@@ -305,6 +310,7 @@ impl Schema {
 mod tests {
     use super::*;
     use serde_json::json;
+    use uuid::Uuid;
 
     fn schema() -> Schema {
         Schema::from_json(&json!({
@@ -353,6 +359,17 @@ mod tests {
         assert_eq!(
             t["name"].kind.apply_diff(None, "n".into()),
             Value::from("n")
+        );
+        // Optional scalars carry the new value (as ovsdb-server sends `"up": true`).
+        let opt = &t["opt"].kind;
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(
+            opt.apply_diff(Some(Value::set([a])), Value::from(b)),
+            Value::set([b])
+        );
+        assert_eq!(
+            opt.apply_diff(Some(Value::set([a])), Value::empty_set()),
+            Value::empty_set()
         );
     }
 

@@ -231,3 +231,58 @@ async fn cancelled_monitor_gets_no_more_changes() {
     assert_eq!(cancelled.count("Logical_Switch"), 0);
     assert!(!cancelled.is_synced());
 }
+
+/// Optional columns (`min 0, max 1`) are sent as their new value in update2/update3
+/// (`"up": true`, `"up": ["set", []]`), not as elements to toggle.
+#[tokio::test(flavor = "multi_thread")]
+async fn optional_columns_follow_the_server() {
+    let env = Arc::new(OvnEnv::builder().start().unwrap());
+    let c = Client::connect(ClientConfig::from_remotes(&env.nb_remote()).unwrap())
+        .await
+        .unwrap();
+    let replica = c
+        .monitor(
+            NB,
+            MonitorSpec::new().table_columns("Logical_Switch_Port", &["name", "up"]),
+        )
+        .await
+        .unwrap();
+    let up = |r: &ovsdb::Replica| {
+        r.by_name("Logical_Switch_Port", "p")
+            .first()
+            .and_then(|row| row.get("up").cloned())
+    };
+    for (value, expected) in [
+        ("up=false", Some(false)),
+        ("up=true", Some(true)),
+        ("up=false", Some(false)),
+        ("up=[]", None),
+    ] {
+        let e = env.clone();
+        blocking(move || {
+            e.nbctl(&[
+                "--may-exist",
+                "ls-add",
+                "s",
+                "--",
+                "--may-exist",
+                "lsp-add",
+                "s",
+                "p",
+                "--",
+                "set",
+                "Logical_Switch_Port",
+                "p",
+                value,
+            ])
+            .unwrap()
+        })
+        .await;
+        wait_for(&replica, value, |r| {
+            up(r).is_some_and(|v| {
+                v.atoms().len() <= 1 && v.atoms().first().and_then(|a| a.as_bool()) == expected
+            })
+        })
+        .await;
+    }
+}
