@@ -15,12 +15,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::{
-    AgentProcess, Allocation, Attachment, annotate_pod, create_namespace, create_pod, unique,
-};
+use support::{Allocation, annotate_pod, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
+use testenv::stack::{AgentProcess, Attachment, create_namespace, create_pod};
 
 const NODE: &str = "bench-node";
 
@@ -114,7 +113,9 @@ async fn run(sequential: usize, parallel: usize) {
         .unwrap()
         .expect("OVN env");
     let namespace = unique("bench");
-    create_namespace(&client, &namespace).await;
+    create_namespace(&client, &namespace)
+        .await
+        .expect("create namespace");
     env.nbctl(&["ls-add", "net2"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(
@@ -129,7 +130,8 @@ async fn run(sequential: usize, parallel: usize) {
             "--ovn-nb".into(),
             env.nb_remote(),
         ],
-    );
+    )
+    .expect("rovn-agent");
 
     // The controller's part: pods annotated, their logical switch ports (one nbctl call).
     let total = sequential + parallel;
@@ -139,7 +141,9 @@ async fn run(sequential: usize, parallel: usize) {
         let name = format!("pod-{i}");
         let ip = format!("10.0.{}.{}", 2 + i / 200, 10 + i % 200);
         let mac = format!("0a:72:00:00:{:02x}:{:02x}", i / 256, i % 256);
-        create_pod(&client, &namespace, &name, NODE).await;
+        create_pod(&client, &namespace, &name, NODE)
+            .await
+            .expect("create pod");
         annotate_pod(
             &client,
             &namespace,
@@ -188,7 +192,7 @@ async fn run(sequential: usize, parallel: usize) {
         let mut results = Vec::new();
         for pod in &pods {
             let started = Instant::now();
-            let result = pod.attachment.run("ADD", None).ok();
+            let result = pod.attachment.add().expect("ADD");
             latencies.push(started.elapsed());
             results.push(result);
         }
@@ -208,7 +212,7 @@ async fn run(sequential: usize, parallel: usize) {
                     scope.spawn(move || {
                         barrier.wait();
                         let started = Instant::now();
-                        let result = pod.attachment.run("ADD", None).ok();
+                        let result = pod.attachment.add().expect("ADD");
                         (started.elapsed(), result)
                     })
                 })
@@ -248,7 +252,7 @@ async fn run(sequential: usize, parallel: usize) {
             .chain(parallel_pods.iter().zip(&parallel_adds))
         {
             let started = Instant::now();
-            pod.attachment.run("DEL", Some(result)).ok();
+            pod.attachment.del(Some(result)).expect("DEL");
             latencies.push(started.elapsed());
         }
         latencies

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{AgentProcess, run};
+use support::run;
 use testenv::netns::Netns;
 use testenv::ovn::{OvnEnv, wait_until};
+use testenv::stack::AgentProcess;
 
 /// A daemon started by this test, killed on drop.
 struct Daemon(Child);
@@ -137,7 +138,8 @@ fn sets_up_a_working_chassis_and_keeps_it_on_restart() {
     let agent = AgentProcess::start(
         &agent_dir,
         &agent_args(dir, &remote, &sb, "node-x", "127.0.0.1"),
-    );
+    )
+    .expect("rovn-agent");
     let ids = vsctl(&remote, &["get", "Open_vSwitch", ".", "external_ids"]);
     for expected in [
         "system-id=node-x".to_owned(),
@@ -199,7 +201,8 @@ fn sets_up_a_working_chassis_and_keeps_it_on_restart() {
     let agent = AgentProcess::start(
         &agent_dir,
         &agent_args(dir, &remote, &sb, "renamed", "127.0.0.2"),
-    );
+    )
+    .expect("rovn-agent");
     let ids = vsctl(&remote, &["get", "Open_vSwitch", ".", "external_ids"]);
     assert!(ids.contains("system-id=node-x"), "{ids}");
     assert!(ids.contains("ovn-encap-ip=\"127.0.0.2\""), "{ids}");

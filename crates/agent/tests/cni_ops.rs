@@ -6,12 +6,11 @@
 mod support;
 
 use serde_json::Value;
-use support::{
-    AgentProcess, Allocation, Attachment, annotate_pod, create_namespace, create_pod, run, unique,
-};
+use support::{Allocation, annotate_pod, run, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
+use testenv::stack::{AgentProcess, Attachment, create_namespace, create_pod};
 
 const NODE: &str = "node-a";
 
@@ -59,7 +58,9 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     env.nbctl(&["ls-add", "net2"]).unwrap();
 
     let namespace = unique("agent");
-    create_namespace(&client, &namespace).await;
+    create_namespace(&client, &namespace)
+        .await
+        .expect("create namespace");
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(
         dir.path(),
@@ -79,7 +80,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
             "--port-up-timeout".into(),
             "60".into(),
         ],
-    );
+    )
+    .expect("rovn-agent");
 
     // Two pods on one subnet; the controller's part (annotations, LSPs) played here.
     let pods = [
@@ -89,7 +91,9 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     let mut sandboxes = Vec::new();
     let mut attachments = Vec::new();
     for (name, ip, mac) in pods {
-        create_pod(&client, &namespace, name, NODE).await;
+        create_pod(&client, &namespace, name, NODE)
+            .await
+            .expect("create pod");
         let lsp = format!("{name}.{namespace}");
         env.nbctl(&["lsp-add", "net2", &lsp]).unwrap();
         env.nbctl(&["lsp-set-addresses", &lsp, &format!("{mac} {ip}")])
@@ -121,7 +125,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     )
     .await;
     let add_a = attachments[0].clone();
-    let run_a = tokio::task::spawn_blocking(move || add_a.run("ADD", None))
+    let run_a = tokio::task::spawn_blocking(move || add_a.run("ADD", None).expect("run rovn-cni"))
         .await
         .unwrap();
     assert_eq!(
@@ -136,7 +140,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     );
     let result_a = run_a.stdout;
     let add_b = attachments[1].clone();
-    let pending_b = tokio::task::spawn_blocking(move || add_b.run("ADD", None));
+    let pending_b = tokio::task::spawn_blocking(move || add_b.add());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     annotate_pod(
         &client,
@@ -145,7 +149,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         &allocation(pods[1].1, pods[1].2),
     )
     .await;
-    let result_b = pending_b.await.unwrap().ok();
+    let result_b = pending_b.await.unwrap().expect("ADD");
 
     for ((result, attachment), (name, ip, mac)) in [&result_a, &result_b]
         .into_iter()
@@ -198,9 +202,10 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     // CHECK against the ADD results.
     let check = attachments[0].clone();
     let prev = result_a.clone();
-    let checked = tokio::task::spawn_blocking(move || check.run("CHECK", Some(&prev)))
-        .await
-        .unwrap();
+    let checked =
+        tokio::task::spawn_blocking(move || check.run("CHECK", Some(&prev)).expect("run rovn-cni"))
+            .await
+            .unwrap();
     assert_eq!(checked.exit_code, 0, "CHECK: {}", checked.stdout);
     // CHECK notices a missing address.
     let (ok, _) = run(
@@ -218,9 +223,14 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     assert!(ok);
     let check = attachments[1].clone();
     let prev = result_b.clone();
-    let failed = tokio::task::spawn_blocking(move || check.run("CHECK", Some(&prev)).err())
-        .await
-        .unwrap();
+    let failed = tokio::task::spawn_blocking(move || {
+        check
+            .run("CHECK", Some(&prev))
+            .and_then(|r| r.into_error())
+            .expect("CHECK fails")
+    })
+    .await
+    .unwrap();
     assert!(
         failed["details"]
             .as_str()
@@ -231,9 +241,10 @@ async fn add_check_del_two_pods_that_ping_each_other() {
 
     // STATUS: ready.
     let status = attachments[0].clone();
-    let ready = tokio::task::spawn_blocking(move || status.run("STATUS", None))
-        .await
-        .unwrap();
+    let ready =
+        tokio::task::spawn_blocking(move || status.run("STATUS", None).expect("run rovn-cni"))
+            .await
+            .unwrap();
     assert_eq!(ready.exit_code, 0, "STATUS: {}", ready.stdout);
 
     // DEL removes veth and OVS port; DEL again is fine.
@@ -241,8 +252,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     let del = attachments[0].clone();
     let prev = result_a.clone();
     tokio::task::spawn_blocking(move || {
-        del.run("DEL", Some(&prev)).ok();
-        del.run("DEL", Some(&prev)).ok();
+        del.del(Some(&prev)).expect("DEL");
+        del.del(Some(&prev)).expect("DEL");
     })
     .await
     .unwrap();
@@ -259,12 +270,14 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         netns: "/var/run/netns/rovn-never-existed".into(),
         ..attachments[1].clone()
     };
-    tokio::task::spawn_blocking(move || gone.run("DEL", None).ok())
+    tokio::task::spawn_blocking(move || gone.del(None).expect("DEL"))
         .await
         .unwrap();
 
     // A pod the controller never annotates: a clear error after the (short) wait, nothing left.
-    create_pod(&client, &namespace, "lonely", NODE).await;
+    create_pod(&client, &namespace, "lonely", NODE)
+        .await
+        .expect("create pod");
     let lonely_ns = Netns::new().unwrap();
     let lonely = Attachment {
         container_id: unique("ctr-lonely"),
@@ -272,9 +285,14 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         pod: "lonely".into(),
         ..attachments[0].clone()
     };
-    let failed = tokio::task::spawn_blocking(move || lonely.run("ADD", None).err())
-        .await
-        .unwrap();
+    let failed = tokio::task::spawn_blocking(move || {
+        lonely
+            .run("ADD", None)
+            .and_then(|r| r.into_error())
+            .expect("ADD fails")
+    })
+    .await
+    .unwrap();
     assert_eq!(failed["code"], 11, "{failed}");
     let details = failed["details"].as_str().unwrap_or_default();
     assert!(
@@ -289,9 +307,14 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         pod: "ghost".into(),
         ..attachments[0].clone()
     };
-    let failed = tokio::task::spawn_blocking(move || ghost.run("ADD", None).err())
-        .await
-        .unwrap();
+    let failed = tokio::task::spawn_blocking(move || {
+        ghost
+            .run("ADD", None)
+            .and_then(|r| r.into_error())
+            .expect("ADD fails")
+    })
+    .await
+    .unwrap();
     assert!(
         failed["details"]
             .as_str()
@@ -303,9 +326,13 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     // GC keeps only the valid attachments: pod B's port goes when not listed.
     let gc = attachments[1].clone();
     let host_b = host_if_of(&result_b);
-    tokio::task::spawn_blocking(move || gc.gc(serde_json::json!([])).ok())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        gc.gc(serde_json::json!([]))
+            .and_then(|r| r.into_result())
+            .expect("GC")
+    })
+    .await
+    .unwrap();
     assert_eq!(ovs_interface_ids(&env, &host_b), None);
     assert!(!host_link_exists(&chassis_netns, &host_b));
     drop(agent);

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{
-    AgentProcess, Allocation, annotate_pod, create_namespace, create_pod, rovn_cni, run, unique,
-};
+use support::{Allocation, annotate_pod, run, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
+use testenv::stack::{AgentProcess, create_namespace, create_pod, workspace_bin};
 
 const NODE: &str = "node-cnitool";
 
@@ -24,7 +23,11 @@ fn cnitool(
     namespace: &str,
     args: &[&str],
 ) -> (bool, String, String) {
-    let plugin_dir = rovn_cni().parent().expect("plugin dir").to_path_buf();
+    let plugin_dir = workspace_bin("cni", "rovn-cni")
+        .expect("rovn-cni")
+        .parent()
+        .expect("plugin dir")
+        .to_path_buf();
     let output = Command::new(bins.join("cnitool"))
         .args(args)
         .env("CNI_PATH", plugin_dir)
@@ -61,8 +64,12 @@ async fn cnitool_add_check_del_against_the_agent() {
     let chassis_netns = env.chassis_netns().unwrap().expect("own netns").to_owned();
     env.nbctl(&["ls-add", "net2"]).unwrap();
     let namespace = unique("cnitool");
-    create_namespace(&client, &namespace).await;
-    create_pod(&client, &namespace, "tool-pod", NODE).await;
+    create_namespace(&client, &namespace)
+        .await
+        .expect("create namespace");
+    create_pod(&client, &namespace, "tool-pod", NODE)
+        .await
+        .expect("create pod");
     annotate_pod(
         &client,
         &namespace,
@@ -106,7 +113,8 @@ async fn cnitool_add_check_del_against_the_agent() {
             "--host-netns".into(),
             format!("/var/run/netns/{chassis_netns}"),
         ],
-    );
+    )
+    .expect("rovn-agent");
     let netconf_dir = dir.path().join("net.d");
     std::fs::create_dir(&netconf_dir).unwrap();
     let conflist = json!({

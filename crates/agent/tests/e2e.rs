@@ -16,9 +16,7 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use api::condition::{READY, is_condition_true};
@@ -27,63 +25,16 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::{
-    AgentProcess, Attachment, HANG_GUARD, create_namespace, create_pod, run, workspace_bin,
-};
+use support::{HANG_GUARD, run, unique};
 use testenv::kube::KubeEnv;
-use testenv::netns::{Netns, Nic, Workload};
-use testenv::neutron::{NeutronNetwork, NeutronRouter, SecurityGroup, VmPort};
+use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
+use testenv::stack::{
+    AgentProcess, Attachment, ControllerProcess, Tenant, create_namespace, create_pod,
+};
 
 /// Pings that must fail: this many attempts of one second each.
 const NEGATIVE_ATTEMPTS: u32 = 2;
-
-/// A running `rovn-controller`, killed on drop.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn start(ovn: &OvnEnv, kube: &KubeEnv) -> Self {
-        let metrics = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        // Kept after the test, for failure analysis.
-        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("e2e-rovn-controller-{}.log", std::process::id()));
-        eprintln!("rovn-controller logs to {}", log.display());
-        let child = Command::new(workspace_bin("controller", "rovn-controller"))
-            .arg(format!("--ovn-nb={}", ovn.nb_remote()))
-            .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
-            .arg(format!("--metrics-addr={metrics}"))
-            .arg("--lease-namespace=default")
-            .arg("--identity=e2e")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("controller log"))
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .expect("controller log"),
-            )
-            .spawn()
-            .expect("start rovn-controller");
-        Controller { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls `probe` every 100 ms until it returns `Some` (hang guard only).
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
@@ -98,43 +49,6 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A tenant: a Neutron router with one network and one VM bound on the chassis.
-struct Tenant {
-    router: NeutronRouter,
-    vm_port: VmPort,
-    vm: Workload,
-    sg: SecurityGroup,
-}
-
-fn tenant(env: &OvnEnv, name: &str, cidr: &str, vm_ip: &str) -> Tenant {
-    let chassis = env.chassis_name().expect("chassis").to_owned();
-    let mut router = NeutronRouter::create(env, &format!("router-{name}")).unwrap();
-    let net = NeutronNetwork::create(env, &format!("net-{name}"), cidr).unwrap();
-    router.add_interface(env, &net).unwrap();
-    let sg = SecurityGroup::create(env).unwrap();
-    let vm_port = net
-        .add_vm_port(env, &format!("vm-{name}"), vm_ip, &chassis, &sg)
-        .unwrap();
-    let gateway = testenv::neutron::Cidr::parse(cidr)
-        .unwrap()
-        .gateway()
-        .to_string();
-    let prefix = cidr.split('/').nth(1).unwrap();
-    let vm = env
-        .plug(
-            &vm_port.port_id,
-            &Nic::new(&vm_port.mac, &format!("{vm_ip}/{prefix}"), Some(&gateway)),
-        )
-        .unwrap();
-    env.wait_lsp_up(&vm_port.port_id).unwrap();
-    Tenant {
-        router,
-        vm_port,
-        vm,
-        sg,
     }
 }
 
@@ -153,18 +67,20 @@ async fn plug_pod(
     name: &str,
     node: &str,
 ) -> PluggedPod {
-    create_pod(client, namespace, name, node).await;
+    create_pod(client, namespace, name, node)
+        .await
+        .expect("create pod");
     let netns = Netns::new().unwrap();
     let attachment = Attachment {
         socket: socket.to_owned(),
-        container_id: support::unique(&format!("e2e-{name}")),
+        container_id: unique(&format!("e2e-{name}")),
         netns: format!("/var/run/netns/{}", netns.name()),
         namespace: namespace.into(),
         pod: name.into(),
     };
     let add = attachment.clone();
     // The agent waits for the controller's annotations, then for the port to be up.
-    let result = tokio::task::spawn_blocking(move || add.run("ADD", None).ok())
+    let result = tokio::task::spawn_blocking(move || add.add().expect("ADD"))
         .await
         .unwrap();
     let ip = result["ips"][0]["address"]
@@ -221,7 +137,7 @@ struct Stack {
     web: PluggedPod,
     a: Tenant,
     agent: AgentProcess,
-    controller: Controller,
+    controller: ControllerProcess,
     client: kube::Client,
     vpcs: Api<Vpc>,
     node: String,
@@ -250,8 +166,14 @@ impl Stack {
             .expect("CRDs");
         let dir = tempfile::tempdir().unwrap();
 
-        let a = tenant(&env, "a", "10.0.1.0/24", "10.0.1.50");
-        let controller = Controller::start(&env, &kube);
+        let a = Tenant::create(&env, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
+        // Kept after the test, for failure analysis.
+        let controller_log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{}.log", unique("e2e-rovn-controller")));
+        eprintln!("rovn-controller logs to {}", controller_log.display());
+        let controller =
+            ControllerProcess::start(&env.nb_remote(), kube.kubeconfig(), "e2e", &controller_log)
+                .expect("rovn-controller");
         let agent = AgentProcess::start(
             dir.path(),
             &[
@@ -266,10 +188,13 @@ impl Stack {
                 "--host-netns".into(),
                 format!("/var/run/netns/{chassis_netns}"),
             ],
-        );
+        )
+        .expect("rovn-agent");
         let vpcs: Api<Vpc> = Api::all(client.clone());
         wait_imported(&vpcs, &a.router.lr_name()).await;
-        create_namespace(&client, "net2").await;
+        create_namespace(&client, "net2")
+            .await
+            .expect("create namespace");
         create_subnet(&client, "net2", &a.router.lr_name(), "10.0.2.0/24", "net2").await;
         let web = plug_pod(&client, &agent.socket, "net2", "web", &node).await;
         assert!(web.ip.starts_with("10.0.2."), "{}", web.result);
@@ -291,10 +216,12 @@ impl Stack {
     /// Tenant B with Subnet net4 on its router, a pod `db` there, and B's security group
     /// admitting net4.
     async fn tenant_b(&self) -> (Tenant, PluggedPod) {
-        let b = tenant(&self.env, "b", "10.0.3.0/24", "10.0.3.50");
+        let b = Tenant::create(&self.env, "b", "10.0.3.0/24", "10.0.3.50").expect("tenant B");
         b.sg.add_rule_allowing(&self.env, "10.0.4.0/24").unwrap();
         wait_imported(&self.vpcs, &b.router.lr_name()).await;
-        create_namespace(&self.client, "net4").await;
+        create_namespace(&self.client, "net4")
+            .await
+            .expect("create namespace");
         create_subnet(
             &self.client,
             "net4",
@@ -371,12 +298,12 @@ async fn pods_and_vms_through_neutron_routers() {
         .to_owned();
     let check = web.attachment.clone();
     let prev = web.result.clone();
-    tokio::task::spawn_blocking(move || check.run("CHECK", Some(&prev)).ok())
+    tokio::task::spawn_blocking(move || check.check(&prev).expect("CHECK"))
         .await
         .unwrap();
     let del = web.attachment.clone();
     let prev = web.result.clone();
-    tokio::task::spawn_blocking(move || del.run("DEL", Some(&prev)).ok())
+    tokio::task::spawn_blocking(move || del.del(Some(&prev)).expect("DEL"))
         .await
         .unwrap();
     let chassis_netns = &stack.chassis_netns;
@@ -469,7 +396,7 @@ async fn live_move_of_a_subnet_between_neutron_routers() {
     );
     let check = web.attachment.clone();
     let prev = web.result.clone();
-    tokio::task::spawn_blocking(move || check.run("CHECK", Some(&prev)).ok())
+    tokio::task::spawn_blocking(move || check.check(&prev).expect("CHECK"))
         .await
         .unwrap();
 }

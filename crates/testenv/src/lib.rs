@@ -1,6 +1,7 @@
 //! Test environments built from real components: OVN/OVS daemons in temp dirs
 //! (`ovn`), certificates from `ovs-pki` (`pki`), and, with the `kube` feature,
-//! a real etcd + kube-apiserver (`kube`).
+//! a real etcd + kube-apiserver (`kube`); and the rovn processes of a whole node stack
+//! with a Neutron tenant, shared by the local lab and the end-to-end tests (`stack`).
 
 #[cfg(feature = "kube")]
 pub mod kube;
@@ -8,3 +9,4 @@ pub mod netns;
 pub mod neutron;
 pub mod ovn;
 pub mod pki;
+pub mod stack;

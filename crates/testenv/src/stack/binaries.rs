@@ -1,0 +1,69 @@
+//! The binaries of the workspace (`rovn-controller`, `rovn-agent`, `rovn-cni`, `rovnctl`),
+//! found next to the running executable and built when missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The cargo profile directory the running executable belongs to: its own directory, or
+/// the parent of `deps/` for test and bench executables.
+fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let dir = exe
+        .parent()
+        .context("the running executable has no directory")?;
+    Ok(if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// Binary `bin` of workspace package `package`, from the profile directory of the
+/// running executable (where `cargo build --bins` and `cargo test --workspace` put it);
+/// when it is missing there, it is built with `cargo build -p <package> --bin <bin>` into
+/// that same target directory and profile.
+pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
+    let dir = profile_dir()?;
+    let path = dir.join(bin);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let target_dir = dir
+        .parent()
+        .with_context(|| format!("{} has no parent target directory", dir.display()))?;
+    let profile = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not a cargo profile directory", dir.display()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", package, "--bin", bin])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(workspace_root());
+    match profile {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let status = build.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build -p {package} --bin {bin} failed ({status})");
+    }
+    if !path.is_file() {
+        bail!("{} is missing after cargo build", path.display());
+    }
+    Ok(path)
+}
+
+/// The workspace's root directory (this crate is `crates/testenv` in it).
+fn workspace_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
