@@ -17,7 +17,6 @@ mod common;
 #[path = "../tests/pod_env/mod.rs"]
 mod pod_env;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use controller::pod::port::PodPort;
@@ -28,9 +27,7 @@ use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovsdb::{Condition, Mutation, Row, TxnBuilder, Value};
 use pod_env::{PodEnv, allocated, pod};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// Transactions in flight at once for the raw writer (as the ovsdb bench).
 const WINDOW: usize = 256;
@@ -95,44 +92,6 @@ async fn burst(env: &PodEnv, namespace: &str, prefix: &str, count: usize) -> Bur
     }
 }
 
-/// Counts complete top-level JSON values in a byte stream (the raw writer's
-/// only parsing), as in the ovsdb crate's transact bench.
-#[derive(Default)]
-struct ReplyCounter {
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-}
-
-impl ReplyCounter {
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        let mut done = 0;
-        for &b in bytes {
-            if self.in_string {
-                match (self.escaped, b) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        done += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
-        done
-    }
-}
-
 /// The raw writer: `count` single-port transactions shaped like the
 /// controller's (a pod port row, inserted on a fresh switch), WINDOW in
 /// flight; returns ports per second.
@@ -170,32 +129,9 @@ async fn raw_port_rate(env: &PodEnv, count: usize) -> f64 {
                 .unwrap()
         })
         .collect();
-    let stream = UnixStream::connect(nb.trim_start_matches("unix:"))
+    let elapsed = testenv::raw_writer::send_pipelined(&nb, txns, WINDOW)
         .await
-        .expect("NB socket");
-    let (mut rd, mut wr) = stream.into_split();
-    let window = Arc::new(Semaphore::new(WINDOW));
-    let start = Instant::now();
-    let w = window.clone();
-    let writer = tokio::spawn(async move {
-        for message in txns {
-            w.acquire().await.unwrap().forget();
-            wr.write_all(&message).await.unwrap();
-        }
-        wr
-    });
-    let mut counter = ReplyCounter::default();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut replies = 0;
-    while replies < count {
-        let n = rd.read(&mut buf).await.unwrap();
-        assert!(n > 0, "server closed");
-        let k = counter.feed(&buf[..n]);
-        replies += k;
-        window.add_permits(k);
-    }
-    let elapsed = start.elapsed();
-    drop(writer.await.unwrap());
+        .expect("raw writer");
     let mut delete = TxnBuilder::new(ovn::nb::DATABASE);
     delete.delete(LogicalSwitch::NAME, vec![Condition::eq("name", ls)]);
     client.commit(&delete).await.expect("delete switch");

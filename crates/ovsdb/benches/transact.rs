@@ -10,7 +10,6 @@
 //! runs the same transactions through `Client::transact` from clones (with and without a
 //! replica monitoring the written tables). Prints rates and the ratio client/raw.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -18,9 +17,6 @@ use futures::stream::FuturesUnordered;
 use ovsdb::{Client, ClientConfig, Condition, MonitorSpec, Mutation, Row, TxnBuilder, Value};
 use serde_json::json;
 use testenv::ovn::OvnEnv;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::sync::Semaphore;
 
 const NB: &str = "OVN_Northbound";
 /// Transactions in flight at once, for both writers.
@@ -78,78 +74,20 @@ fn workload(ls: &str, txns: usize, ports: usize) -> Vec<TxnBuilder> {
         .collect()
 }
 
-/// Counts complete top-level JSON values in a byte stream (the raw writer's only parsing).
-struct ReplyCounter {
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-}
-
-impl ReplyCounter {
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        let mut done = 0;
-        for &b in bytes {
-            if self.in_string {
-                match (self.escaped, b) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        done += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
-        done
-    }
-}
-
 /// The raw writer: each transaction serialized and written on the unix socket as soon as the
 /// window allows, replies only counted.
 async fn raw_run(socket: &str, txns: Vec<TxnBuilder>) -> Duration {
-    let stream = UnixStream::connect(socket).await.unwrap();
-    let (mut rd, mut wr) = stream.into_split();
-    let window = Arc::new(Semaphore::new(WINDOW));
-    let total = txns.len();
-    let start = Instant::now();
-    let w = window.clone();
-    let writer = tokio::spawn(async move {
-        for (i, tx) in txns.iter().enumerate() {
-            w.acquire().await.unwrap().forget();
-            let m =
-                serde_json::to_vec(&json!({"method": "transact", "params": tx.params(), "id": i}))
-                    .unwrap();
-            wr.write_all(&m).await.unwrap();
-        }
-        wr
-    });
-    let mut counter = ReplyCounter {
-        depth: 0,
-        in_string: false,
-        escaped: false,
-    };
-    let mut buf = vec![0u8; 1 << 16];
-    let mut replies = 0;
-    while replies < total {
-        let n = rd.read(&mut buf).await.unwrap();
-        assert!(n > 0, "server closed");
-        let k = counter.feed(&buf[..n]);
-        replies += k;
-        window.add_permits(k);
-    }
-    let elapsed = start.elapsed();
-    drop(writer.await.unwrap());
-    elapsed
+    let messages = txns
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            serde_json::to_vec(&json!({"method": "transact", "params": tx.params(), "id": i}))
+                .unwrap()
+        })
+        .collect();
+    testenv::raw_writer::send_pipelined(socket, messages, WINDOW)
+        .await
+        .unwrap()
 }
 
 /// Our client: every transaction through its own clone of the client, WINDOW in flight.
