@@ -85,7 +85,7 @@ fn phase(
 }
 
 fn report(group: &str, pods: &[BenchPod], add: Vec<Duration>, agent: &AgentProcess) {
-    let timings = agent_timings(&agent.log());
+    let timings = agent_timings(&agent.process.log());
     summary(&format!("{group}: ADD called -> port up"), add);
     summary(
         &format!("{group}:   agent total"),

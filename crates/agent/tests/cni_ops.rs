@@ -136,7 +136,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         env.vsctl(&["list", "Interface"]).unwrap_or_default(),
         std::fs::read_to_string(env.dir().join("chassis/ovn-controller.log")).unwrap_or_default(),
         env.sbctl(&["list", "Port_Binding"]).unwrap_or_default(),
-        agent.log()
+        agent.process.log()
     );
     let result_a = run_a.stdout;
     let add_b = attachments[1].clone();
@@ -196,8 +196,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     }
 
     // Real packets through OVN between the two pods.
-    assert!(sandboxes[0].ping(pods[1].1), "{}", agent.log());
-    assert!(sandboxes[1].ping(pods[0].1), "{}", agent.log());
+    assert!(sandboxes[0].ping(pods[1].1), "{}", agent.process.log());
+    assert!(sandboxes[1].ping(pods[0].1), "{}", agent.process.log());
 
     // CHECK against the ADD results.
     let check = attachments[0].clone();

@@ -128,7 +128,11 @@ async fn cnitool_add_check_del_against_the_agent() {
     let tool = |args: &[&str]| cnitool(&bins, &netconf_dir, &namespace, args);
 
     let (ok, stdout, stderr) = tool(&["add", "rovn-tool", &sandbox_path]);
-    assert!(ok, "cnitool add failed: {stdout} {stderr}\n{}", agent.log());
+    assert!(
+        ok,
+        "cnitool add failed: {stdout} {stderr}\n{}",
+        agent.process.log()
+    );
     let result: Value = serde_json::from_str(&stdout).expect("cnitool prints the result");
     assert_eq!(result["ips"][0]["address"], "10.0.2.7/24");
     assert_eq!(result["interfaces"][1]["sandbox"], sandbox_path.as_str());
@@ -139,7 +143,7 @@ async fn cnitool_add_check_del_against_the_agent() {
             .trim(),
         "true"
     );
-    assert!(sandbox.ping("10.0.2.8"), "{}", agent.log());
+    assert!(sandbox.ping("10.0.2.8"), "{}", agent.process.log());
     assert!(peer.ping("10.0.2.7"));
 
     let (ok, stdout, stderr) = tool(&["check", "rovn-tool", &sandbox_path]);

@@ -167,13 +167,18 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
 
         let a = Tenant::create(&env, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
-        // Kept after the test, for failure analysis.
-        let controller_log = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{}.log", unique("e2e-rovn-controller")));
-        eprintln!("rovn-controller logs to {}", controller_log.display());
-        let controller =
-            ControllerProcess::start(&env.nb_remote(), kube.kubeconfig(), "e2e", &controller_log)
-                .expect("rovn-controller");
+        // Its log is kept after the test, for failure analysis.
+        let controller = ControllerProcess::start(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            &env.nb_remote(),
+            kube.kubeconfig(),
+            &unique("e2e"),
+        )
+        .expect("rovn-controller");
+        eprintln!(
+            "rovn-controller logs to {}",
+            controller.process.log_path().display()
+        );
         let agent = AgentProcess::start(
             dir.path(),
             &[
@@ -238,8 +243,8 @@ impl Stack {
     fn logs(&self) -> String {
         format!(
             "controller:\n{}\nagent:\n{}",
-            self.controller.log(),
-            self.agent.log()
+            self.controller.process.log(),
+            self.agent.process.log()
         )
     }
 }

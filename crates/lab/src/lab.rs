@@ -119,20 +119,17 @@ impl Lab {
         let tenant = blocking(|| Tenant::create(&ovn, "a", NET1, VM_IP))
             .context("creating tenant A as Neutron would")?;
         println!(
-            "  router {} ({}), VM port {} on {}",
+            "  router {} ({}), VM port {} on {}, VM netns {}",
             tenant.router.lr_name(),
             tenant.router.display_name,
             tenant.vm_port.port_id,
-            tenant.network.ls_name()
+            tenant.network.ls_name(),
+            tenant.vm.netns().name()
         );
 
         step("rovn-controller and rovn-agent");
-        let mut controller = ControllerProcess::start(
-            &ovn.nb_remote(),
-            kube.kubeconfig(),
-            "lab",
-            &dir.path.join("rovn-controller.log"),
-        )?;
+        let mut controller =
+            ControllerProcess::start(&dir.path, &ovn.nb_remote(), kube.kubeconfig(), "lab")?;
         let chassis_netns = ovn
             .chassis_netns()?
             .context("the chassis has no network namespace")?
@@ -149,11 +146,11 @@ impl Lab {
             "--host-netns".to_owned(),
             format!("/var/run/netns/{chassis_netns}"),
         ];
-        let mut agent = blocking(|| AgentProcess::start(&dir.path, &agent_args))?;
+        let agent = blocking(|| AgentProcess::start(&dir.path, &agent_args))?;
         println!(
             "  rovn-controller log: {}\n  rovn-agent log:      {}",
-            controller.log_path().display(),
-            agent.log_path().display()
+            controller.process.log_path().display(),
+            agent.process.log_path().display()
         );
 
         let vpc = tenant.router.lr_name();
@@ -193,7 +190,7 @@ impl Lab {
         let result = blocking(|| attachment.add()).with_context(|| {
             format!(
                 "rovn-cni ADD; rovn-agent log tail:\n{}",
-                agent.process().log_tail()
+                agent.process.log_tail()
             )
         })?;
         let ip = result["ips"][0]["address"]
@@ -341,8 +338,8 @@ impl Lab {
             rovnctl = workspace_bin("rovnctl", "rovnctl")
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "rovnctl".to_owned()),
-            controller_log = self.controller.log_path().display(),
-            agent_log = self.agent.log_path().display(),
+            controller_log = self.controller.process.log_path().display(),
+            agent_log = self.agent.process.log_path().display(),
             ovn_dir = self.ovn.dir().display(),
             chassis = chassis.display(),
             kube_dir = self.kube.dir().display(),
@@ -351,8 +348,8 @@ impl Lab {
 
     /// Fails when rovn-controller or rovn-agent has exited.
     pub fn check_running(&mut self) -> Result<()> {
-        self.controller.process().check_running()?;
-        self.agent.process().check_running()
+        self.controller.process.check_running()?;
+        self.agent.process.check_running()
     }
 
     /// Keeps the lab's directory (logs, manifests) after the teardown.
@@ -382,7 +379,7 @@ async fn wait_vpc(
     let vpcs: Api<Vpc> = Api::all(client.clone());
     let deadline = Instant::now() + HANG_GUARD;
     loop {
-        controller.process().check_running()?;
+        controller.process.check_running()?;
         if let Ok(Some(vpc)) = vpcs.get_opt(name).await
             && vpc.status.is_some()
         {
@@ -391,7 +388,7 @@ async fn wait_vpc(
         if Instant::now() >= deadline {
             bail!(
                 "router {name} was not imported as a Vpc within {HANG_GUARD:?}; rovn-controller log tail:\n{}",
-                controller.process().log_tail()
+                controller.process.log_tail()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

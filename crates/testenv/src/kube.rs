@@ -22,7 +22,7 @@
 //! new client for the calling tokio runtime.
 
 mod certs;
-mod daemon;
+pub(crate) mod daemon;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -2,8 +2,8 @@
 //! end-to-end tests: the workspace binaries ([`workspace_bin`]), `rovn-controller` and
 //! `rovn-agent` as child processes with their log files ([`ControllerProcess`],
 //! [`AgentProcess`]), `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]),
-//! a Neutron tenant with its VM bound on the chassis ([`Tenant`]) and, with the `kube`
-//! feature, the pods a kubelet would run ([`create_namespace`], [`create_pod`]).
+//! a Neutron tenant with its VM bound on the chassis ([`Tenant`]) and the pods a kubelet
+//! would run ([`create_namespace`], [`create_pod`]). Needs the `kube` feature.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -17,16 +17,16 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg(feature = "kube")]
+
 mod binaries;
 mod cni;
-#[cfg(feature = "kube")]
 mod pods;
 mod process;
 mod tenant;
 
 pub use binaries::workspace_bin;
 pub use cni::{Attachment, CniRun};
-#[cfg(feature = "kube")]
 pub use pods::{create_namespace, create_pod};
 pub use process::{AgentProcess, ControllerProcess, RovnProcess};
 pub use tenant::Tenant;

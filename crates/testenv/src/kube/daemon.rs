@@ -15,8 +15,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+use crate::ovn::process::stop_child;
 
 /// How long a daemon gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -85,6 +86,11 @@ impl KubeDaemon {
         })
     }
 
+    /// The log file (stdout and stderr).
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The pid of the running daemon.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -146,21 +152,9 @@ impl KubeDaemon {
 
     /// Stops the daemon with SIGTERM (SIGKILL after a grace period) and reaps it.
     pub(crate) fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(child) = self.child.take() {
+            stop_child(child, STOP_GRACE);
         }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

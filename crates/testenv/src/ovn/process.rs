@@ -114,6 +114,22 @@ fn run<S: AsRef<OsStr>>(mut cmd: Command, program: &str, args: &[S]) -> Result<S
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Stops `child` with SIGTERM (SIGKILL when it is still there after `grace`) and reaps it.
+pub(crate) fn stop_child(mut child: Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A running (or stopped) daemon started by us.
 #[derive(Debug)]
 pub(crate) struct Daemon {
@@ -212,21 +228,9 @@ impl Daemon {
 
     /// Stops the daemon with SIGTERM (SIGKILL after a grace period) and reaps it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(child) = self.child.take() {
+            stop_child(child, STOP_GRACE);
         }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// The last lines of the daemon's log file and of its captured stderr.
