@@ -359,11 +359,14 @@ impl Lab {
         }
     }
 
-    /// Unplugs the pod (CNI DEL), then stops everything that was started, in order.
-    pub async fn teardown(self) {
-        let pod = &self.pod;
-        if let Err(e) = blocking(|| pod.attachment.del(Some(&pod.result))) {
-            eprintln!("rovn-lab: CNI DEL of the pod: {e:#}");
+    /// Unplugs the pod (CNI DEL) when `unplug`, then stops everything that was started, in
+    /// order.
+    pub async fn teardown(self, unplug: bool) {
+        if unplug {
+            let pod = &self.pod;
+            if let Err(e) = blocking(|| pod.attachment.del(Some(&pod.result))) {
+                eprintln!("rovn-lab: CNI DEL of the pod: {e:#}");
+            }
         }
         blocking(|| drop(self));
         println!("rovn-lab: stopped.");

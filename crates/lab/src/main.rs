@@ -52,19 +52,18 @@ async fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> Result<ExitCode> {
     let mut stop = stop_signal()?;
-    let lab = tokio::select! {
+    let mut lab = tokio::select! {
         lab = Lab::start(flags.dir.clone()) => lab?,
         _ = stop.changed() => {
             eprintln!("rovn-lab: interrupted during set-up; what was started is stopped");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut lab = lab;
     let passed = tokio::select! {
         report = lab.walk_through() => report?.passed(),
         _ = stop.changed() => {
             eprintln!("rovn-lab: interrupted during the checks; tearing down");
-            lab.teardown().await;
+            lab.teardown(unplug(&stop)).await;
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -78,16 +77,20 @@ async fn run(flags: Flags) -> Result<ExitCode> {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = ticker.tick() => if let Err(e) = lab.check_running() {
+                    // A Ctrl-C stops rovn's processes too: a stop, not a crash.
+                    if stop.has_changed().unwrap_or(true) {
+                        break;
+                    }
                     eprintln!("rovn-lab: {e:#}");
                     lab.keep_files();
-                    lab.teardown().await;
+                    lab.teardown(true).await;
                     return Ok(ExitCode::FAILURE);
                 },
             }
         }
         println!("\nStopping: tearing the lab down...");
     }
-    lab.teardown().await;
+    lab.teardown(unplug(&stop)).await;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
@@ -95,17 +98,33 @@ async fn run(flags: Flags) -> Result<ExitCode> {
     })
 }
 
-/// A channel that changes once SIGINT or SIGTERM arrives.
-fn stop_signal() -> Result<watch::Receiver<()>> {
+/// What stops the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// SIGINT: a Ctrl-C on the terminal, which reaches every process of its group
+    /// (rovn-agent and the daemons stop by themselves).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+/// A channel set once SIGINT or SIGTERM arrives.
+fn stop_signal() -> Result<watch::Receiver<Option<Stop>>> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let (tx, rx) = watch::channel(());
+    let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        let _ = tx.send(());
+        let stop = tokio::select! {
+            _ = interrupt.recv() => Stop::Interrupt,
+            _ = terminate.recv() => Stop::Terminate,
+        };
+        let _ = tx.send(Some(stop));
     });
     Ok(rx)
+}
+
+/// Whether the teardown unplugs the pod through rovn-agent first: not after a Ctrl-C,
+/// which stopped the agent too.
+fn unplug(stop: &watch::Receiver<Option<Stop>>) -> bool {
+    *stop.borrow() != Some(Stop::Interrupt)
 }
