@@ -360,7 +360,6 @@ async fn pods_and_vms_through_neutron_routers() {
 /// test pass), so VM B never reaches the pod. Run with `cargo test -p agent --test e2e --
 /// --ignored` once the controller recreates the router port on a move.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "rovn-controller's router-port move leaves stale ovn-controller flows (issue 5)"]
 async fn live_move_of_a_subnet_between_neutron_routers() {
     let stack = Stack::start().await;
     let (a, web) = (&stack.a, &stack.web);

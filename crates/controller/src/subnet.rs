@@ -421,7 +421,7 @@ impl Reconciler {
             .map(|router| {
                 nb_view::router_ports(replica, &router)
                     .into_iter()
-                    .filter(|p| p.name != lrp_name(name))
+                    .filter(|p| !attach::ours_for(&p.external_ids, name))
                     .flat_map(|port| {
                         let owner = port_owner(&port);
                         let subnet = ownership::is_ours(&port.external_ids)
@@ -471,7 +471,10 @@ impl Reconciler {
     ) -> Result<Attachment, SubnetError> {
         let ctx = &self.ctx;
         let replica = &ctx.nb_replica;
-        let observed = Observed::read(replica, name);
+        let router = find_router(replica, &binding.vpc);
+        let router_name = router.as_ref().map(|r| r.name.as_str());
+        let lrp_name = router_name.map(|router| lrp_name(name, router));
+        let observed = Observed::read(replica, name, lrp_name.as_deref());
         if let Some(taken) = observed.name_taken {
             return Ok(Attachment::NameTaken(taken));
         }
@@ -482,8 +485,7 @@ impl Reconciler {
             .subnet(name)
             .map(|s| s.gateway_mac())
             .unwrap_or_else(|| ipam::Subnet::new(name, binding.config.clone()).gateway_mac());
-        let desired = Desired::new(name, &binding.config, &mac.to_string());
-        let router = find_router(replica, &binding.vpc);
+        let desired = Desired::new(name, &binding.config, &mac.to_string(), router_name);
         let mut txn = ctx.nb_txn();
         let (changes, attach_op) = attach::plan(&mut txn, &desired, &observed, router.as_ref());
         if changes.any() {
@@ -588,7 +590,7 @@ impl Reconciler {
             .await?;
             return Err(SubnetError::InUse(message));
         }
-        let observed = Observed::read(&self.ctx.nb_replica, &name);
+        let observed = Observed::read(&self.ctx.nb_replica, &name, None);
         let mut txn = self.ctx.nb_txn();
         if attach::plan_removal(&mut txn, &observed) {
             txn.comment(format!("rovn: Subnet {name} deleted"));

@@ -9,6 +9,7 @@ use api::annotations::{CIDR, IP_ADDRESS, LOGICAL_SWITCH};
 use api::condition::{ATTACHED, READY, UNSUPPORTED, VALIDATED, find_condition, is_condition_true};
 use api::{Subnet, SubnetSpec, Vpc, VpcSpec};
 use common::*;
+use controller::subnet::lrp_name;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -263,6 +264,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
     let iface = router.add_interface(ovn, &net1).expect("interface");
     let r1 = router.lr_name();
+    let net2_lrp = lrp_name("net2", &r1);
     let neutron_before = neutron_rows_but_router_ports(ovn);
 
     let controller = Controller::start(ovn, &env.kube, "subnets-a");
@@ -281,7 +283,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         .ours("Logical_Switch_Port", "rovn-net2-lsp", "net2")
         .expect("router-type LSP with our marker");
     let lrp = env
-        .ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        .ours("Logical_Router_Port", &net2_lrp, "net2")
         .expect("LRP with our marker");
     assert_eq!(
         env.nbctl(&["--bare", "--columns=ports", "list", "Logical_Switch", &ls]),
@@ -303,13 +305,13 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
             "options:router-port"
         ])
         .trim_matches('"'),
-        "rovn-net2-lrp"
+        net2_lrp
     );
     assert_eq!(
-        env.column("Logical_Router_Port", "rovn-net2-lrp", "networks"),
+        env.column("Logical_Router_Port", &net2_lrp, "networks"),
         "10.0.2.1/24"
     );
-    let mac = env.column("Logical_Router_Port", "rovn-net2-lrp", "mac");
+    let mac = env.column("Logical_Router_Port", &net2_lrp, "mac");
     assert!(
         mac.starts_with("0a:72:") && !mac.starts_with("fa:16:3e"),
         "{mac}"
@@ -354,7 +356,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     let removed_at = std::time::Instant::now();
     env.nbctl(&["remove", "Logical_Router", &r1, "ports", &lrp]);
     let restored = eventually("router port restored", || async {
-        env.ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        env.ours("Logical_Router_Port", &net2_lrp, "net2")
             .filter(|uuid| env.router_ports(&r1).contains(uuid))
     })
     .await;
@@ -363,12 +365,9 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         "router port restored {:?} after its removal",
         removed_at.elapsed()
     );
+    assert_eq!(env.column("Logical_Router_Port", &net2_lrp, "mac"), mac);
     assert_eq!(
-        env.column("Logical_Router_Port", "rovn-net2-lrp", "mac"),
-        mac
-    );
-    assert_eq!(
-        env.column("Logical_Router_Port", "rovn-net2-lrp", "networks"),
+        env.column("Logical_Router_Port", &net2_lrp, "networks"),
         "10.0.2.1/24"
     );
     wait_metric_at_least(&controller, REPAIRS_ROUTER_PORT, 1.0).await;
@@ -402,7 +401,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
             "options:router-port",
         ])
         .trim_matches('"')
-            == "rovn-net2-lrp")
+            == net2_lrp)
             .then_some(())
     })
     .await;
@@ -426,24 +425,56 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     // Restart with our port deleted while the controller was down: back
     // with the same MAC.
     drop(controller);
-    env.nbctl(&["lrp-del", "rovn-net2-lrp"]);
+    env.nbctl(&["lrp-del", &net2_lrp]);
     let controller = Controller::start(ovn, &env.kube, "subnets-b");
     controller.wait_ready().await;
     let again = eventually("router port restored after restart", || async {
-        env.ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        env.ours("Logical_Router_Port", &net2_lrp, "net2")
             .filter(|uuid| env.router_ports(&r1).contains(uuid))
     })
     .await;
     assert_ne!(again, restored);
-    assert_eq!(
-        env.column("Logical_Router_Port", "rovn-net2-lrp", "mac"),
-        mac
-    );
+    assert_eq!(env.column("Logical_Router_Port", &net2_lrp, "mac"), mac);
     assert_eq!(
         env.find("Logical_Switch", &["name=net2"]).len(),
         1,
         "one switch"
     );
+
+    // A port of ours under another name (an older rovn's `rovn-net2-lrp`)
+    // found at start-up: replaced, nothing left behind.
+    drop(controller);
+    env.nbctl(&["set", "Logical_Router_Port", &again, "name=rovn-net2-lrp"]);
+    env.nbctl(&[
+        "set",
+        "Logical_Switch_Port",
+        "rovn-net2-lsp",
+        "options:router-port=rovn-net2-lrp",
+    ]);
+    let controller = Controller::start(ovn, &env.kube, "subnets-c");
+    controller.wait_ready().await;
+    eventually("outdated router port replaced", || async {
+        let current = env.ours("Logical_Router_Port", &net2_lrp, "net2")?;
+        let ports = env.router_ports(&r1);
+        (ports.contains(&current)
+            && !ports.contains(&again)
+            && env
+                .find("Logical_Router_Port", &["name=rovn-net2-lrp"])
+                .is_empty()
+            && env
+                .nbctl(&[
+                    "get",
+                    "Logical_Switch_Port",
+                    "rovn-net2-lsp",
+                    "options:router-port",
+                ])
+                .trim_matches('"')
+                == net2_lrp)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(env.router_ports(&r1).len(), 2, "Neutron's port and ours");
+    assert_eq!(env.column("Logical_Router_Port", &net2_lrp, "mac"), mac);
 
     // Neutron deletes the router: detached with RouterMissing; re-created
     // (same id): attached again.
@@ -469,7 +500,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     })
     .await;
     let lrp = env
-        .ours("Logical_Router_Port", "rovn-net2-lrp", "net2")
+        .ours("Logical_Router_Port", &net2_lrp, "net2")
         .expect("LRP again");
     assert_eq!(env.router_ports(&r1), vec![lrp]);
 
@@ -604,7 +635,7 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
 
     // A running Subnet edited into an invalid one keeps running as it was.
     let lrp = env
-        .ours("Logical_Router_Port", "rovn-sa-lrp", "sa")
+        .ours("Logical_Router_Port", &lrp_name("sa", &r1), "sa")
         .expect("sa's LRP");
     env.patch_spec("sa", json!({ "cidrBlock": "10.0.1.0/24" }))
         .await;
@@ -615,11 +646,11 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     );
     assert!(condition(&sa, ATTACHED).is_some_and(|c| c.is_true()));
     assert_eq!(
-        env.ours("Logical_Router_Port", "rovn-sa-lrp", "sa"),
+        env.ours("Logical_Router_Port", &lrp_name("sa", &r1), "sa"),
         Some(lrp.clone())
     );
     assert_eq!(
-        env.column("Logical_Router_Port", "rovn-sa-lrp", "networks"),
+        env.column("Logical_Router_Port", &lrp_name("sa", &r1), "networks"),
         "10.0.6.1/24"
     );
     // Also across a restart: the accepted configuration is recorded.
@@ -635,11 +666,11 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     })
     .await;
     assert_eq!(
-        env.ours("Logical_Router_Port", "rovn-sa-lrp", "sa"),
+        env.ours("Logical_Router_Port", &lrp_name("sa", &r1), "sa"),
         Some(lrp)
     );
     assert_eq!(
-        env.column("Logical_Router_Port", "rovn-sa-lrp", "networks"),
+        env.column("Logical_Router_Port", &lrp_name("sa", &r1), "networks"),
         "10.0.6.1/24"
     );
 
@@ -667,7 +698,7 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     .await;
     assert_eq!(env.nbctl(&["list", "Logical_Switch", "taken"]), foreign);
     assert!(
-        env.ours("Logical_Router_Port", "rovn-taken-lrp", "taken")
+        env.ours("Logical_Router_Port", &lrp_name("taken", &r1), "taken")
             .is_none()
     );
     assert!(
@@ -690,7 +721,7 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     let attached = ["race-a", "race-b"]
         .iter()
         .filter(|n| {
-            env.ours("Logical_Router_Port", &format!("rovn-{n}-lrp"), n)
+            env.ours("Logical_Router_Port", &lrp_name(n, &r1), n)
                 .is_some()
         })
         .count();
@@ -702,7 +733,11 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     env.wait_subnet("bad-gateway", "Ready after the fix", ready)
         .await;
     assert_eq!(
-        env.column("Logical_Router_Port", "rovn-bad-gateway-lrp", "networks"),
+        env.column(
+            "Logical_Router_Port",
+            &lrp_name("bad-gateway", &r1),
+            "networks"
+        ),
         "10.0.3.254/24"
     );
     assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
@@ -739,9 +774,9 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     env.wait_subnet("mv", "Ready", ready).await;
     env.wait_namespace_bound("mv-ns", "mv", "10.0.7.0/24").await;
     let lrp = env
-        .ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
+        .ours("Logical_Router_Port", &lrp_name("mv", &ra), "mv")
         .expect("LRP");
-    let mac = env.column("Logical_Router_Port", "rovn-mv-lrp", "mac");
+    let mac = env.column("Logical_Router_Port", &lrp_name("mv", &ra), "mac");
     assert_eq!(env.router_ports(&ra), vec![lrp.clone()]);
 
     // An address holder: a pod (no kubelet here: it stays Pending).
@@ -774,19 +809,42 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     assert_eq!(pod_port.len(), 1, "pod port");
     let switch = env.ours("Logical_Switch", "mv", "mv").expect("switch");
 
-    // Move to our own VPC: the same router port leaves the Neutron router.
+    // Move to our own VPC: the port leaves the Neutron router and a new
+    // one, named for the new router (so that chassis recompute the switch's
+    // patch flows), with the same MAC and networks, is on vpc-b; the switch
+    // port points at it.
     env.patch_spec("mv", json!({ "vpc": "vpc-b" })).await;
     env.wait_subnet("mv", "attached to vpc-b", |s| {
         ready(s) && condition(s, ATTACHED).is_some_and(|c| c.message.contains("vpc-b"))
     })
     .await;
-    assert_eq!(
-        env.router_ports("vpc-b"),
-        vec![lrp.clone()],
-        "same port moved"
-    );
+    let on_b = lrp_name("mv", "vpc-b");
+    let lrp_b = env
+        .ours("Logical_Router_Port", &on_b, "mv")
+        .expect("LRP on vpc-b");
+    assert_ne!(lrp_b, lrp, "a new port");
+    assert_eq!(env.router_ports("vpc-b"), vec![lrp_b]);
     assert!(env.router_ports(&ra).is_empty());
-    assert_eq!(env.column("Logical_Router_Port", "rovn-mv-lrp", "mac"), mac);
+    assert!(
+        env.ours("Logical_Router_Port", &lrp_name("mv", &ra), "mv")
+            .is_none(),
+        "the old port is gone"
+    );
+    assert_eq!(env.column("Logical_Router_Port", &on_b, "mac"), mac);
+    assert_eq!(
+        env.column("Logical_Router_Port", &on_b, "networks"),
+        "10.0.7.1/24"
+    );
+    assert_eq!(
+        env.nbctl(&[
+            "get",
+            "Logical_Switch_Port",
+            "rovn-mv-lsp",
+            "options:router-port"
+        ])
+        .trim_matches('"'),
+        on_b
+    );
     assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch.clone()));
     let moved = env.subnets.get("mv").await.expect("GET mv");
     assert!(
@@ -808,7 +866,12 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
         )
         .await
         .expect("create vpc-x");
+    // Edited while the controller is down: at start-up our port is found
+    // on vpc-b and taken off.
+    drop(controller);
     env.patch_spec("mv", json!({ "vpc": "vpc-x" })).await;
+    let controller = Controller::start(ovn, &env.kube, "subnets-move-2");
+    controller.wait_ready().await;
     env.wait_subnet("mv", "detached: no router for vpc-x", |s| {
         condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "RouterNotReady")
     })
@@ -820,17 +883,26 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     );
     assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch.clone()));
     assert!(
-        env.ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
-            .is_none()
+        env.find("Logical_Router_Port", &["external_ids:\"rovn:object\"=mv"])
+            .is_empty(),
+        "no router port of mv left"
     );
     // And back.
     env.patch_spec("mv", json!({ "vpc": ra })).await;
     let lrp = eventually("back on the Neutron router", || async {
-        env.ours("Logical_Router_Port", "rovn-mv-lrp", "mv")
+        env.ours("Logical_Router_Port", &lrp_name("mv", &ra), "mv")
             .filter(|uuid| env.router_ports(&ra) == vec![uuid.clone()])
     })
     .await;
-    assert_eq!(env.column("Logical_Router_Port", "rovn-mv-lrp", "mac"), mac);
+    assert_eq!(
+        env.column("Logical_Router_Port", &lrp_name("mv", &ra), "mac"),
+        mac
+    );
+    assert_eq!(
+        env.find("Logical_Router_Port", &["external_ids:\"rovn:object\"=mv"]),
+        vec![lrp.clone()],
+        "one router port of mv"
+    );
     assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
 
     // The pod kept its address and its port on the switch.

@@ -5,15 +5,28 @@
 //! (`our_external_ids("subnet", <name>)`):
 //! - Logical_Switch `<name>` (Kube-OVN compatible);
 //! - Logical_Switch_Port `rovn-<name>-lsp`, type `router`, addresses
-//!   `router`, `options:router-port=rovn-<name>-lrp`;
-//! - Logical_Router_Port `rovn-<name>-lrp` on the VPC's router, networks =
-//!   gateway/prefix per family, MAC = the IPAM's stable gateway MAC.
+//!   `router`, `options:router-port` = the router port's name;
+//! - Logical_Router_Port `rovn-<name>-<hash of the router's name>` on the
+//!   VPC's router, networks = gateway/prefix per family, MAC = the IPAM's
+//!   stable gateway MAC.
+//!
+//! The router port's name depends on the router because a move must change
+//! it: ovn-northd keeps a port's Southbound Port_Binding by name, so a port
+//! of the same name re-parented (or deleted and re-created) on another
+//! router only updates that binding's datapath and tunnel key, and
+//! ovn-controller (23.03) does not recompute the switch side's patch flows,
+//! which are derived from the peer's binding: replies from the switch kept
+//! going to the old router. With a new name, the switch port's
+//! `router-port` (hence its binding's `peer`) changes in the same
+//! transaction, the old binding is deleted and a new one created, and every
+//! chassis recomputes both sides.
 //!
 //! The `rovn-` prefix can never be one of Neutron's names (`neutron-*`,
 //! `lrp-<uuid>`, bare UUIDs, `provnet-*`), and Neutron's repair-mode sync,
-//! which deletes foreign `lrp-*` router ports, leaves it alone. The only
-//! write to a row that is not ours is inserting or deleting our router
-//! port's uuid in a router's `ports`.
+//! which deletes foreign `lrp-*` router ports, leaves it alone. Our rows are
+//! found by their marker, whatever their name. The only write to a row that
+//! is not ours is inserting or deleting our router port's uuid in a router's
+//! `ports`.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +39,16 @@ use ovsdb::{Atom, Condition as Where, Mutation, Replica, Row, TxnBuilder, Uuid, 
 /// `rovn:kind` of a Subnet's rows.
 pub const KIND: &str = "subnet";
 
-/// Name of a Subnet's router port.
-pub fn lrp_name(subnet: &str) -> String {
-    format!("rovn-{subnet}-lrp")
+/// Name of Subnet `subnet`'s router port on router `router`:
+/// `rovn-<subnet>-<8 hex digits>`, the digits a stable hash (32-bit FNV-1a)
+/// of the router's name. The last `-` separates the subnet from the hash, so
+/// two Subnets never share a name, and no name ends like the switch ports'
+/// `-lsp`.
+pub fn lrp_name(subnet: &str, router: &str) -> String {
+    let hash = router.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    format!("rovn-{subnet}-{hash:08x}")
 }
 
 /// Name of a Subnet's router-type switch port.
@@ -41,19 +61,32 @@ pub fn lsp_name(subnet: &str) -> String {
 pub struct Desired {
     /// The switch (only name and marker are ours to set).
     pub switch: LogicalSwitch,
-    /// The router-type switch port.
+    /// The router-type switch port (`router-port` set only when the router
+    /// is known).
     pub lsp: LogicalSwitchPort,
-    /// The router port.
-    pub lrp: LogicalRouterPort,
+    /// The router port, when the router is known.
+    pub lrp: Option<LogicalRouterPort>,
 }
 
 impl Desired {
-    /// The rows of Subnet `name` with `config` and gateway MAC `mac`.
-    pub fn new(name: &str, config: &SubnetConfig, mac: &str) -> Self {
+    /// The rows of Subnet `name` with `config` and gateway MAC `mac`, on
+    /// router `router` when it exists.
+    pub fn new(name: &str, config: &SubnetConfig, mac: &str, router: Option<&str>) -> Self {
         let ids = ownership::our_external_ids(KIND, name);
         let networks = config
             .families()
             .map(|f| format!("{}/{}", f.gateway, f.cidr.prefix_len()))
+            .collect();
+        let lrp = router.map(|router| LogicalRouterPort {
+            name: lrp_name(name, router),
+            mac: mac.to_string(),
+            networks,
+            external_ids: ids.clone(),
+            ..LogicalRouterPort::default()
+        });
+        let options = lrp
+            .iter()
+            .map(|lrp| ("router-port".to_string(), lrp.name.clone()))
             .collect();
         Self {
             switch: LogicalSwitch {
@@ -65,17 +98,11 @@ impl Desired {
                 name: lsp_name(name),
                 type_: "router".to_string(),
                 addresses: ["router".to_string()].into(),
-                options: BTreeMap::from([("router-port".to_string(), lrp_name(name))]),
-                external_ids: ids.clone(),
+                options,
+                external_ids: ids,
                 ..LogicalSwitchPort::default()
             },
-            lrp: LogicalRouterPort {
-                name: lrp_name(name),
-                mac: mac.to_string(),
-                networks,
-                external_ids: ids,
-                ..LogicalRouterPort::default()
-            },
+            lrp,
         }
     }
 }
@@ -86,10 +113,20 @@ fn decode<T: Table>(rows: Vec<std::sync::Arc<Row>>) -> Vec<T> {
         .collect()
 }
 
-fn ours_for(external_ids: &BTreeMap<String, String>, subnet: &str) -> bool {
+/// Whether `external_ids` mark a row of Subnet `subnet`.
+pub(super) fn ours_for(external_ids: &BTreeMap<String, String>, subnet: &str) -> bool {
     ownership::is_ours(external_ids)
         && external_ids.get(ownership::KIND_KEY).map(String::as_str) == Some(KIND)
         && external_ids.get(ownership::OBJECT_KEY).map(String::as_str) == Some(subnet)
+}
+
+/// One of our router ports and the routers whose `ports` hold it.
+#[derive(Clone, Debug)]
+pub struct PlacedPort {
+    /// The router port.
+    pub port: LogicalRouterPort,
+    /// Routers holding it (normally one; none once OVN has dropped it).
+    pub routers: Vec<LogicalRouter>,
 }
 
 /// What OVN holds of a Subnet's rows.
@@ -99,17 +136,17 @@ pub struct Observed {
     pub switch: Option<LogicalSwitch>,
     /// Our router-type switch port, when it is on our switch.
     pub lsp: Option<LogicalSwitchPort>,
-    /// Our router port.
-    pub lrp: Option<LogicalRouterPort>,
-    /// Routers whose `ports` hold our router port.
-    pub lrp_routers: Vec<LogicalRouter>,
+    /// Our router ports, whatever their name and router (one, except in
+    /// the middle of a move or after an upgrade of the naming).
+    pub lrps: Vec<PlacedPort>,
     /// A row with one of our names that we did not create.
     pub name_taken: Option<String>,
 }
 
 impl Observed {
-    /// Reads Subnet `name`'s rows from the replica.
-    pub fn read(replica: &Replica, name: &str) -> Self {
+    /// Reads Subnet `name`'s rows from the replica; `lrp_name` is the name
+    /// its router port should have (checked for a foreign row of that name).
+    pub fn read(replica: &Replica, name: &str, lrp_name: Option<&str>) -> Self {
         let mut observed = Observed::default();
         let switches: Vec<LogicalSwitch> = decode(replica.by_name(LogicalSwitch::NAME, name));
         observed.switch = switches
@@ -134,19 +171,31 @@ impl Observed {
         if lsps.iter().any(|p| !ours_for(&p.external_ids, name)) {
             observed.name_taken = Some(format!("Logical_Switch_Port {}", lsp_name(name)));
         }
-        let lrps: Vec<LogicalRouterPort> =
-            decode(replica.by_name(LogicalRouterPort::NAME, &lrp_name(name)));
-        observed.lrp = lrps
-            .iter()
-            .find(|p| ours_for(&p.external_ids, name))
-            .cloned();
-        if lrps.iter().any(|p| !ours_for(&p.external_ids, name)) {
-            observed.name_taken = Some(format!("Logical_Router_Port {}", lrp_name(name)));
+        if let Some(lrp_name) = lrp_name {
+            let named: Vec<LogicalRouterPort> =
+                decode(replica.by_name(LogicalRouterPort::NAME, lrp_name));
+            if named.iter().any(|p| !ours_for(&p.external_ids, name)) {
+                observed.name_taken = Some(format!("Logical_Router_Port {lrp_name}"));
+            }
         }
-        if let Some(lrp) = &observed.lrp {
-            observed.lrp_routers = decode::<LogicalRouter>(replica.table(LogicalRouter::NAME))
+        let ports: Vec<LogicalRouterPort> =
+            decode(replica.by_external_id(LogicalRouterPort::NAME, ownership::OBJECT_KEY, name));
+        let ports: Vec<LogicalRouterPort> = ports
+            .into_iter()
+            .filter(|p| ours_for(&p.external_ids, name))
+            .collect();
+        if !ports.is_empty() {
+            let routers = decode::<LogicalRouter>(replica.table(LogicalRouter::NAME));
+            observed.lrps = ports
                 .into_iter()
-                .filter(|r| r.ports.contains(&lrp.uuid))
+                .map(|port| PlacedPort {
+                    routers: routers
+                        .iter()
+                        .filter(|r| r.ports.contains(&port.uuid))
+                        .cloned()
+                        .collect(),
+                    port,
+                })
                 .collect();
         }
         observed
@@ -162,7 +211,8 @@ pub struct Changes {
     pub switch_port: bool,
     /// The router port was created, corrected or put back on the router.
     pub router_port: bool,
-    /// The router port was taken off other routers (a move).
+    /// Our router ports were taken off these routers (a move, or a port of
+    /// an outdated name replaced).
     pub moved_from: Vec<String>,
 }
 
@@ -180,10 +230,24 @@ fn where_ours(uuid: Uuid) -> Vec<Where> {
     ]
 }
 
+/// Adds to `txn` the removal of router port `lrp` from `routers` (OVN drops
+/// the unreferenced port row).
+fn detach(txn: &mut TxnBuilder, lrp: &PlacedPort, routers: &[&LogicalRouter]) {
+    for router in routers {
+        txn.mutate(
+            LogicalRouter::NAME,
+            vec![Where::uuid(router.uuid)],
+            vec![Mutation::delete("ports", Value::set([lrp.port.uuid]))],
+        );
+    }
+}
+
 /// Adds to `txn` what turns `observed` into `desired`: the switch and its
-/// router-type port always; the router port on `router` when given, and off
-/// any other router. Returns what it changes and the index of the
-/// operation putting the port on `router` (its count must be 1).
+/// router-type port always; the router port on `router` when given, and
+/// every other router port of ours off its routers (a move creates a port of
+/// the new router's name, see the module doc). Returns what it changes and
+/// the index of the operation putting the port on `router` (its count must
+/// be 1).
 pub fn plan(
     txn: &mut TxnBuilder,
     desired: &Desired,
@@ -237,51 +301,55 @@ pub fn plan(
             }
         }
     }
-    let Some(router) = router else {
+    let (Some(router), Some(lrp)) = (router, &desired.lrp) else {
         // Moved to a VPC whose router is missing: off the old router.
-        if let Some(lrp) = &observed.lrp {
-            for other in &observed.lrp_routers {
-                txn.mutate(
-                    LogicalRouter::NAME,
-                    vec![Where::uuid(other.uuid)],
-                    vec![Mutation::delete("ports", Value::set([lrp.uuid]))],
-                );
-                changes.moved_from.push(other.name.clone());
-            }
+        for placed in &observed.lrps {
+            detach(txn, placed, &placed.routers.iter().collect::<Vec<_>>());
+            changes
+                .moved_from
+                .extend(placed.routers.iter().map(|r| r.name.clone()));
         }
         return (changes, None);
     };
-    let attach = match &observed.lrp {
-        None => {
-            let lrp = txn.insert(LogicalRouterPort::NAME, desired.lrp.to_row());
-            changes.router_port = true;
-            Atom::from(lrp)
+    // The port of the desired name is kept (it can only be elsewhere if two
+    // router names hash alike, or if someone moved it: then it is put back);
+    // every other port of ours leaves its routers.
+    let mut kept = None;
+    for placed in &observed.lrps {
+        let keep = kept.is_none() && placed.port.name == lrp.name;
+        let others: Vec<&LogicalRouter> = placed
+            .routers
+            .iter()
+            .filter(|r| !keep || r.uuid != router.uuid)
+            .collect();
+        detach(txn, placed, &others);
+        changes
+            .moved_from
+            .extend(others.iter().map(|r| r.name.clone()));
+        if keep {
+            kept = Some(placed);
         }
-        Some(lrp) => {
-            if lrp.mac != desired.lrp.mac || lrp.networks != desired.lrp.networks {
+    }
+    let attach = match kept {
+        None => {
+            let uuid = txn.insert(LogicalRouterPort::NAME, lrp.to_row());
+            changes.router_port = true;
+            Atom::from(uuid)
+        }
+        Some(placed) => {
+            let port = &placed.port;
+            if port.mac != lrp.mac || port.networks != lrp.networks {
                 let row = Row::new()
-                    .with("mac", desired.lrp.mac.as_str())
-                    .with("networks", Value::set(desired.lrp.networks.clone()));
-                txn.update(LogicalRouterPort::NAME, where_ours(lrp.uuid), row);
+                    .with("mac", lrp.mac.as_str())
+                    .with("networks", Value::set(lrp.networks.clone()));
+                txn.update(LogicalRouterPort::NAME, where_ours(port.uuid), row);
                 changes.router_port = true;
             }
-            for other in observed
-                .lrp_routers
-                .iter()
-                .filter(|r| r.uuid != router.uuid)
-            {
-                txn.mutate(
-                    LogicalRouter::NAME,
-                    vec![Where::uuid(other.uuid)],
-                    vec![Mutation::delete("ports", Value::set([lrp.uuid]))],
-                );
-                changes.moved_from.push(other.name.clone());
-            }
-            if observed.lrp_routers.iter().any(|r| r.uuid == router.uuid) {
+            if placed.routers.iter().any(|r| r.uuid == router.uuid) {
                 return (changes, None);
             }
             changes.router_port = true;
-            Atom::from(lrp.uuid)
+            Atom::from(port.uuid)
         }
     };
     txn.mutate(
@@ -293,19 +361,13 @@ pub fn plan(
 }
 
 /// Adds to `txn` the removal of everything Subnet `name` created: our
-/// router port off every router holding it (OVN then drops it), and our
-/// switch (its ports go with it). Only rows with our marker are touched.
+/// router ports off every router holding them (OVN then drops them), and
+/// our switch (its ports go with it). Only rows with our marker are touched.
 pub fn plan_removal(txn: &mut TxnBuilder, observed: &Observed) -> bool {
     let mut any = false;
-    if let Some(lrp) = &observed.lrp {
-        for router in &observed.lrp_routers {
-            txn.mutate(
-                LogicalRouter::NAME,
-                vec![Where::uuid(router.uuid)],
-                vec![Mutation::delete("ports", Value::set([lrp.uuid]))],
-            );
-            any = true;
-        }
+    for placed in &observed.lrps {
+        detach(txn, placed, &placed.routers.iter().collect::<Vec<_>>());
+        any |= !placed.routers.is_empty();
     }
     if let Some(switch) = &observed.switch {
         txn.delete(LogicalSwitch::NAME, where_ours(switch.uuid));
@@ -319,35 +381,86 @@ mod tests {
     use super::*;
     use ovsdb::Operation;
 
+    const MAC: &str = "0a:72:00:00:00:01";
+
     fn dual() -> SubnetConfig {
         SubnetConfig::parse(None, "10.0.2.0/24,fd00:2::/64", None, &[]).unwrap()
     }
 
-    #[test]
-    fn desired_rows_carry_our_marker_and_gateways() {
-        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
-        assert_eq!(d.lrp.name, "rovn-net2-lrp");
-        assert_eq!(d.lsp.name, "rovn-net2-lsp");
-        assert!(ovn::ownership::check_name(&d.lrp.name).is_ok());
-        assert!(ovn::ownership::check_name(&d.lsp.name).is_ok());
-        assert_eq!(
-            d.lrp.networks,
-            ["10.0.2.1/24", "fd00:2::1/64"].map(String::from).into()
-        );
-        assert_eq!(d.lsp.options["router-port"], "rovn-net2-lrp");
-        for ids in [
-            &d.switch.external_ids,
-            &d.lsp.external_ids,
-            &d.lrp.external_ids,
-        ] {
-            assert!(ours_for(ids, "net2"));
-            assert!(ovn::ownership::check_external_ids(ids).is_ok());
+    fn router(id: u128, name: &str) -> LogicalRouter {
+        LogicalRouter {
+            uuid: Uuid::from_u128(id),
+            name: name.to_string(),
+            ..LogicalRouter::default()
+        }
+    }
+
+    /// Observed state of a Subnet attached as `on` says, its port at `port_id`.
+    fn attached(on: &Desired, port_id: u128, routers: &[&LogicalRouter]) -> Observed {
+        let port = LogicalRouterPort {
+            uuid: Uuid::from_u128(port_id),
+            ..on.lrp.clone().unwrap()
+        };
+        Observed {
+            switch: Some(on.switch.clone()),
+            lsp: Some(on.lsp.clone()),
+            lrps: vec![PlacedPort {
+                routers: routers
+                    .iter()
+                    .map(|r| LogicalRouter {
+                        ports: [port.uuid].into(),
+                        ..(*r).clone()
+                    })
+                    .collect(),
+                port,
+            }],
+            name_taken: None,
         }
     }
 
     #[test]
+    fn router_port_names_depend_on_the_router_and_are_ours() {
+        let name = lrp_name("net2", "neutron-r");
+        assert_eq!(name, lrp_name("net2", "neutron-r"), "stable");
+        assert_ne!(name, lrp_name("net2", "neutron-s"));
+        let hash = name.strip_prefix("rovn-net2-").expect("prefix");
+        assert!(hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(ovn::ownership::check_name(&name).is_ok());
+        // The hash is the last segment: Subnets never share a name.
+        assert_ne!(lrp_name("a-b", "r"), lrp_name("a", "r"));
+        // 32-bit FNV-1a, fixed across builds and platforms.
+        assert_eq!(lrp_name("s", ""), "rovn-s-811c9dc5");
+        assert_eq!(lrp_name("s", "a"), "rovn-s-e40c292c");
+    }
+
+    #[test]
+    fn desired_rows_carry_our_marker_and_gateways() {
+        let d = Desired::new("net2", &dual(), MAC, Some("neutron-r"));
+        let lrp = d.lrp.as_ref().unwrap();
+        assert_eq!(lrp.name, lrp_name("net2", "neutron-r"));
+        assert_eq!(d.lsp.name, "rovn-net2-lsp");
+        assert!(ovn::ownership::check_name(&lrp.name).is_ok());
+        assert!(ovn::ownership::check_name(&d.lsp.name).is_ok());
+        assert_eq!(
+            lrp.networks,
+            ["10.0.2.1/24", "fd00:2::1/64"].map(String::from).into()
+        );
+        assert_eq!(d.lsp.options["router-port"], lrp.name);
+        for ids in [
+            &d.switch.external_ids,
+            &d.lsp.external_ids,
+            &lrp.external_ids,
+        ] {
+            assert!(ours_for(ids, "net2"));
+            assert!(ovn::ownership::check_external_ids(ids).is_ok());
+        }
+        let no_router = Desired::new("net2", &dual(), MAC, None);
+        assert!(no_router.lrp.is_none() && no_router.lsp.options.is_empty());
+    }
+
+    #[test]
     fn keys_added_by_others_are_left_alone() {
-        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
+        let d = Desired::new("net2", &dual(), MAC, Some("neutron-r"));
         let mut lsp = d.lsp.clone();
         lsp.options
             .insert("mcast_flood_reports".to_string(), "true".to_string());
@@ -376,15 +489,11 @@ mod tests {
     }
 
     #[test]
-    fn first_attach_is_one_transaction_and_moves_only_touch_ports() {
-        let d = Desired::new("net2", &dual(), "0a:72:00:00:00:01");
-        let router = LogicalRouter {
-            uuid: Uuid::from_u128(1),
-            name: "neutron-r".to_string(),
-            ..LogicalRouter::default()
-        };
+    fn first_attach_is_one_transaction_and_a_settled_subnet_writes_nothing() {
+        let r = router(1, "neutron-r");
+        let d = Desired::new("net2", &dual(), MAC, Some(&r.name));
         let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, op) = plan(&mut txn, &d, &Observed::default(), Some(&router));
+        let (changes, op) = plan(&mut txn, &d, &Observed::default(), Some(&r));
         assert!(changes.switch_created && changes.switch_port && changes.router_port);
         let ops = txn.operations();
         assert_eq!(ops.len(), 4, "LSP, switch, LRP, router ports");
@@ -392,31 +501,60 @@ mod tests {
             matches!(&ops[op.unwrap()], Operation::Mutate { table, .. } if table == "Logical_Router")
         );
 
-        // Already attached to another router: the same port moves.
-        let lrp = LogicalRouterPort {
-            uuid: Uuid::from_u128(2),
-            ..d.lrp.clone()
-        };
-        let old = LogicalRouter {
-            uuid: Uuid::from_u128(3),
-            name: "old".to_string(),
-            ports: [lrp.uuid].into(),
-            ..LogicalRouter::default()
-        };
-        let observed = Observed {
-            switch: Some(d.switch.clone()),
-            lsp: Some(d.lsp.clone()),
-            lrp: Some(lrp),
-            lrp_routers: vec![old],
-            name_taken: None,
-        };
         let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, _) = plan(&mut txn, &d, &observed, Some(&router));
+        let (changes, op) = plan(&mut txn, &d, &attached(&d, 2, &[&r]), Some(&r));
+        assert!(!changes.any() && op.is_none() && txn.is_empty());
+    }
+
+    /// A move gives the Subnet a new router port (new name, same MAC and
+    /// networks) and points the switch port at it, in one transaction; the
+    /// old port only leaves the old router (OVN drops it).
+    #[test]
+    fn a_move_creates_a_port_of_the_new_routers_name() {
+        let (old, new) = (router(3, "old"), router(1, "neutron-r"));
+        let before = Desired::new("net2", &dual(), MAC, Some(&old.name));
+        let observed = attached(&before, 2, &[&old]);
+        let d = Desired::new("net2", &dual(), MAC, Some(&new.name));
+        let mut txn = TxnBuilder::new("OVN_Northbound");
+        let (changes, op) = plan(&mut txn, &d, &observed, Some(&new));
         assert_eq!(changes.moved_from, ["old"]);
-        assert!(txn.operations().iter().all(|op| matches!(
-            op,
-            Operation::Mutate { table, mutations, .. }
-                if table == "Logical_Router" && mutations.iter().all(|m| m.column == "ports")
-        )));
+        assert!(changes.switch_port && changes.router_port);
+        let ops = txn.operations();
+        assert_eq!(ops.len(), 4, "{ops:?}");
+        let Operation::Update { table, row, .. } = &ops[0] else {
+            panic!("switch port update first: {ops:?}");
+        };
+        assert_eq!(table, LogicalSwitchPort::NAME);
+        let options = row.get("options").and_then(Value::as_map).expect("options");
+        assert_eq!(
+            options.get(&Atom::from("router-port")),
+            Some(&Atom::from(lrp_name("net2", "neutron-r").as_str()))
+        );
+        assert!(matches!(&ops[1], Operation::Mutate { table, .. } if table == "Logical_Router"));
+        let Operation::Insert { table, row, .. } = &ops[2] else {
+            panic!("router port insert: {ops:?}");
+        };
+        assert_eq!(table, LogicalRouterPort::NAME);
+        assert_eq!(row.get_str("mac"), Some(MAC));
+        assert_eq!(
+            row.get_str("name"),
+            Some(lrp_name("net2", "neutron-r").as_str())
+        );
+        assert_eq!(op, Some(3));
+    }
+
+    /// A port of ours with another name on the right router (e.g. from an
+    /// older naming) is replaced, not kept beside the new one.
+    #[test]
+    fn a_port_of_an_outdated_name_is_replaced() {
+        let r = router(1, "neutron-r");
+        let d = Desired::new("net2", &dual(), MAC, Some(&r.name));
+        let mut observed = attached(&d, 2, &[&r]);
+        observed.lrps[0].port.name = "rovn-net2-lrp".to_string();
+        let mut txn = TxnBuilder::new("OVN_Northbound");
+        let (changes, op) = plan(&mut txn, &d, &observed, Some(&r));
+        assert_eq!(changes.moved_from, ["neutron-r"]);
+        assert!(changes.router_port && op.is_some());
+        assert_eq!(txn.operations().len(), 3, "off, insert, on");
     }
 }

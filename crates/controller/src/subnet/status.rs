@@ -44,7 +44,7 @@ impl Reconciler {
                 ATTACHED,
                 true,
                 "Attached",
-                format!("router port {} on router {router}", lrp_name(&name)),
+                format!("router port {} on router {router}", lrp_name(&name, router)),
             ),
             Attachment::RouterMissing { router, imported } => {
                 let (reason, message) = if *imported {
