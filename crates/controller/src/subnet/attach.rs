@@ -11,15 +11,16 @@
 //!   stable gateway MAC.
 //!
 //! The router port's name depends on the router because a move must change
-//! it: ovn-northd keeps a port's Southbound Port_Binding by name, so a port
-//! of the same name re-parented (or deleted and re-created) on another
-//! router only updates that binding's datapath and tunnel key, and
-//! ovn-controller (23.03) does not recompute the switch side's patch flows,
-//! which are derived from the peer's binding: replies from the switch kept
-//! going to the old router. With a new name, the switch port's
-//! `router-port` (hence its binding's `peer`) changes in the same
-//! transaction, the old binding is deleted and a new one created, and every
-//! chassis recomputes both sides.
+//! it. When a port of the same name is re-parented (or deleted and
+//! re-created) on another router, ovn-northd replaces the router side's
+//! Southbound Port_Binding (new datapath and tunnel key) but leaves the
+//! switch side's binding untouched (`peer` is still the same name), and
+//! ovn-controller (23.03) recomputes only the flows of bindings that
+//! changed: the switch side's patch flow, which holds the peer's datapath
+//! and tunnel key as they were when it was computed, kept sending the
+//! switch's traffic to the old router. With a new name, the switch port's
+//! `router-port`, hence its binding's `peer`, changes in the same
+//! transaction, and every chassis recomputes both sides.
 //!
 //! The `rovn-` prefix can never be one of Neutron's names (`neutron-*`,
 //! `lrp-<uuid>`, bare UUIDs, `provnet-*`), and Neutron's repair-mode sync,
