@@ -10,7 +10,7 @@
 //!   10.0.2.0/24, then it passes;
 //! - isolation: tenant B (own router, network, VM, subnet net4 with a pod) and A cannot
 //!   reach each other in either direction;
-//! - live move (test ignored for now, see it): Subnet net2 moved to B's router,
+//! - live move: Subnet net2 moved to B's router,
 //!   connectivity follows without re-plugging;
 //! - DEL removes the veth and the OVS port; deleting the pod releases its address.
 
@@ -354,11 +354,9 @@ async fn pods_and_vms_through_neutron_routers() {
 
 /// Moving Subnet net2 from router A to router B: connectivity follows without re-plugging.
 ///
-/// Ignored for now: rovn-controller moves the subnet by re-parenting its router port row
-/// (same name) from one Neutron router to the other; NB is then right, but ovn-controller
-/// 23.03's incremental processing keeps the old flows (`ovn-appctl recompute` makes the
-/// test pass), so VM B never reaches the pod. Run with `cargo test -p agent --test e2e --
-/// --ignored` once the controller recreates the router port on a move.
+/// The controller gives the router port a new name on the new router and points the
+/// router-type switch port at it in the same transaction, so every ovn-controller recomputes
+/// both directions (re-parenting the same-named port left 23.03's flows on the old router).
 #[tokio::test(flavor = "multi_thread")]
 async fn live_move_of_a_subnet_between_neutron_routers() {
     let stack = Stack::start().await;
