@@ -120,16 +120,7 @@ async fn run(sequential: usize, parallel: usize) {
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(
         dir.path(),
-        &[
-            "--kubeconfig".into(),
-            kube.kubeconfig().display().to_string(),
-            "--node-name".into(),
-            NODE.into(),
-            "--ovs-db".into(),
-            env.ovs_remote().unwrap(),
-            "--ovn-nb".into(),
-            env.nb_remote(),
-        ],
+        &AgentProcess::chassis_args(kube.kubeconfig(), NODE, &env).unwrap(),
     )
     .expect("rovn-agent");
 

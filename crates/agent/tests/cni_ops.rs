@@ -65,21 +65,12 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     let agent = AgentProcess::start(
         dir.path(),
         &[
-            "--kubeconfig".into(),
-            kube.kubeconfig().display().to_string(),
-            "--node-name".into(),
-            NODE.into(),
-            "--ovs-db".into(),
-            env.ovs_remote().unwrap(),
-            "--ovn-nb".into(),
-            env.nb_remote(),
-            "--host-netns".into(),
-            format!("/var/run/netns/{chassis_netns}"),
-            "--allocation-timeout".into(),
-            "3".into(),
-            "--port-up-timeout".into(),
-            "60".into(),
-        ],
+            AgentProcess::chassis_args(kube.kubeconfig(), NODE, &env).unwrap(),
+            ["--allocation-timeout", "3", "--port-up-timeout", "60"]
+                .map(String::from)
+                .to_vec(),
+        ]
+        .concat(),
     )
     .expect("rovn-agent");
 

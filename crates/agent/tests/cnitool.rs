@@ -101,18 +101,7 @@ async fn cnitool_add_check_del_against_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(
         dir.path(),
-        &[
-            "--kubeconfig".into(),
-            kube.kubeconfig().display().to_string(),
-            "--node-name".into(),
-            NODE.into(),
-            "--ovs-db".into(),
-            env.ovs_remote().unwrap(),
-            "--ovn-nb".into(),
-            env.nb_remote(),
-            "--host-netns".into(),
-            format!("/var/run/netns/{chassis_netns}"),
-        ],
+        &AgentProcess::chassis_args(kube.kubeconfig(), NODE, &env).unwrap(),
     )
     .expect("rovn-agent");
     let netconf_dir = dir.path().join("net.d");

@@ -181,18 +181,7 @@ impl Stack {
         );
         let agent = AgentProcess::start(
             dir.path(),
-            &[
-                "--kubeconfig".into(),
-                kube.kubeconfig().display().to_string(),
-                "--node-name".into(),
-                node.clone(),
-                "--ovs-db".into(),
-                env.ovs_remote().unwrap(),
-                "--ovn-nb".into(),
-                env.nb_remote(),
-                "--host-netns".into(),
-                format!("/var/run/netns/{chassis_netns}"),
-            ],
+            &AgentProcess::chassis_args(kube.kubeconfig(), &node, &env).unwrap(),
         )
         .expect("rovn-agent");
         let vpcs: Api<Vpc> = Api::all(client.clone());

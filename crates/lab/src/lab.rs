@@ -130,22 +130,7 @@ impl Lab {
         step("rovn-controller and rovn-agent");
         let mut controller =
             ControllerProcess::start(&dir.path, &ovn.nb_remote(), kube.kubeconfig(), "lab")?;
-        let chassis_netns = ovn
-            .chassis_netns()?
-            .context("the chassis has no network namespace")?
-            .to_owned();
-        let agent_args = [
-            "--kubeconfig".to_owned(),
-            kube.kubeconfig().display().to_string(),
-            "--node-name".to_owned(),
-            NODE.to_owned(),
-            "--ovs-db".to_owned(),
-            ovn.ovs_remote()?,
-            "--ovn-nb".to_owned(),
-            ovn.nb_remote(),
-            "--host-netns".to_owned(),
-            format!("/var/run/netns/{chassis_netns}"),
-        ];
+        let agent_args = AgentProcess::chassis_args(kube.kubeconfig(), NODE, &ovn)?;
         let agent = blocking(|| AgentProcess::start(&dir.path, &agent_args))?;
         println!(
             "  rovn-controller log: {}\n  rovn-agent log:      {}",

@@ -1,5 +1,6 @@
 //! The binaries of the workspace (`rovn-controller`, `rovn-agent`, `rovn-cni`, `rovnctl`),
-//! found next to the running executable and built when missing.
+//! found next to the running executable and brought up to date by `cargo build` first, so a
+//! test never runs a binary older than the sources.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,15 +22,13 @@ fn profile_dir() -> Result<PathBuf> {
 }
 
 /// Binary `bin` of workspace package `package`, from the profile directory of the
-/// running executable (where `cargo build --bins` and `cargo test --workspace` put it);
-/// when it is missing there, it is built with `cargo build -p <package> --bin <bin>` into
-/// that same target directory and profile.
+/// running executable (where `cargo build --bins` and `cargo test --workspace` put it),
+/// after `cargo build -p <package> --bin <bin>` into that same target directory and profile
+/// (a no-op when it is up to date; without it, `cargo test -p agent` would run whatever
+/// `rovn-controller` an earlier build left there).
 pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
     let dir = profile_dir()?;
     let path = dir.join(bin);
-    if path.is_file() {
-        return Ok(path);
-    }
     let target_dir = dir
         .parent()
         .with_context(|| format!("{} has no parent target directory", dir.display()))?;

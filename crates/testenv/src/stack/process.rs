@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::workspace_bin;
 use crate::kube::daemon::KubeDaemon;
+use crate::ovn::OvnEnv;
 
 /// How long the agent gets to serve its CNI socket.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -91,6 +92,28 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// The flags of a `rovn-agent` serving node `node` on `env`'s chassis: the kubeconfig,
+    /// the node name, the chassis' Open_vSwitch database, NB (for the port-up wait) and,
+    /// when the chassis' vswitchd runs in a network namespace of its own, `--host-netns`
+    /// pointing there (the veth host ends must be where vswitchd runs).
+    pub fn chassis_args(kubeconfig: &Path, node: &str, env: &OvnEnv) -> Result<Vec<String>> {
+        let mut args = vec![
+            "--kubeconfig".to_owned(),
+            kubeconfig.display().to_string(),
+            "--node-name".to_owned(),
+            node.to_owned(),
+            "--ovs-db".to_owned(),
+            env.ovs_remote()?,
+            "--ovn-nb".to_owned(),
+            env.nb_remote(),
+        ];
+        if let Some(netns) = env.chassis_netns()? {
+            args.push("--host-netns".to_owned());
+            args.push(format!("/var/run/netns/{netns}"));
+        }
+        Ok(args)
+    }
+
     /// Starts `rovn-agent` with `args` plus `--cni-socket <dir>/cni.sock`, logging to
     /// `<dir>/rovn-agent.log`, and waits until the socket accepts connections (an exit
     /// before that is an error with the log tail).
