@@ -24,9 +24,10 @@ use ovsdb::{Condition as Where, Operation, Value, WaitUntil};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, DEFAULT_VPC, FIELD_MANAGER};
 use crate::import::{apply_status, is_imported};
 use crate::nb_view;
+use crate::subnet::vpc_of;
 
 /// Finalizer on our own Vpcs: their router is deleted before the object.
 pub const FINALIZER: &str = "rovn.io/vpc";
@@ -79,7 +80,7 @@ pub async fn run(ctx: Arc<Context>) {
         .watches(
             ctx.subnets(),
             watcher::Config::default(),
-            |subnet: Subnet| subnet.spec.vpc.map(|vpc| ObjectRef::new(&vpc)),
+            |subnet: Subnet| Some(ObjectRef::new(&vpc_of(&subnet, DEFAULT_VPC))),
         )
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -153,7 +154,7 @@ async fn subnets_using(ctx: &Context, vpc: &str) -> Result<Vec<String>, kube::Er
         .await?
         .items
         .into_iter()
-        .filter(|s| s.spec.vpc.as_deref() == Some(vpc))
+        .filter(|s| vpc_of(s, &ctx.settings.default_vpc) == vpc)
         .map(|s| s.name_any())
         .collect();
     names.sort();

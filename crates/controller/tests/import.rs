@@ -304,6 +304,26 @@ async fn neutron_routers_are_imported_and_never_touched() {
     })
     .await;
 
+    // A Subnet without spec.vpc is on the default VPC: listed there (and so blocks its deletion).
+    subnets
+        .create(
+            &PostParams::default(),
+            &Subnet::new(
+                "no-vpc",
+                SubnetSpec {
+                    cidr_block: "10.2.0.0/24".to_string(),
+                    ..SubnetSpec::default()
+                },
+            ),
+        )
+        .await
+        .expect("create subnet without vpc");
+    wait_vpc(&vpcs, "ovn-cluster", "lists Subnet no-vpc", |v| {
+        status(v).subnets.iter().any(|s| s == "no-vpc")
+    })
+    .await;
+    delete_subnet(&subnets, "no-vpc").await;
+
     // A Vpc named like a Neutron router, without a router: refused, nothing created.
     let fake = format!("neutron-{}", new_uuid().expect("uuid"));
     vpcs.create(&PostParams::default(), &Vpc::new(&fake, VpcSpec::default()))
