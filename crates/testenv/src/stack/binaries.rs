@@ -23,7 +23,7 @@ fn profile_dir() -> Result<PathBuf> {
 
 /// Binary `bin` of workspace package `package`, from the profile directory of the
 /// running executable (where `cargo build --bins` and `cargo test --workspace` put it),
-/// after `cargo build -p <package> --bin <bin>` into that same target directory and profile
+/// after `cargo build --workspace --all-targets` into that same target directory and profile
 /// (a no-op when it is up to date; without it, `cargo test -p agent` would run whatever
 /// `rovn-controller` an earlier build left there).
 pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
@@ -39,7 +39,10 @@ pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "-p", package, "--bin", bin])
+        // The whole workspace with every target, like `cargo test --workspace --all-targets`
+        // builds it: the same feature resolution, so under that command this is a no-op
+        // instead of a rebuild with other features.
+        .args(["build", "--workspace", "--all-targets"])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(workspace_root());
@@ -54,7 +57,7 @@ pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
     }
     let status = build.status().context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build -p {package} --bin {bin} failed ({status})");
+        bail!("cargo build --workspace --all-targets (for {package}'s {bin}) failed ({status})");
     }
     if !path.is_file() {
         bail!("{} is missing after cargo build", path.display());
