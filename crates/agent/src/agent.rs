@@ -234,6 +234,12 @@ impl Agent {
             // Leave nothing half-made behind (the runtime's DEL would do the same).
             let _ = self.detach(&host_if).await;
         } else {
+            crate::ip_record::record_container_id(
+                self.pods.clone(),
+                &pod.namespace,
+                &pod.name,
+                at.container_id,
+            );
             tracing::info!(
                 target: ADD_TIMINGS_TARGET,
                 port = %network.port_name,

@@ -7,12 +7,14 @@
 //!   thread of its own per operation because `setns` is per thread, with rtnetlink and the
 //!   `SIOCETHTOOL` ioctl of [`ethtool`]), plugs the host end into `br-int` ([`ovs`]) and
 //!   answers once OVN reports the port up ([`port_up`], or ovn-controller's `ovn-installed`);
-//!   DEL, CHECK, STATUS and GC.
+//!   DEL, CHECK, STATUS and GC; [`ip_record`] writes the container id into the pod's `IP`
+//!   resource.
 
 pub mod agent;
 pub mod changes;
 pub mod chassis;
 pub mod ethtool;
+pub mod ip_record;
 pub mod link;
 pub mod ovs;
 pub mod pod;

@@ -317,6 +317,14 @@ async fn pods_and_vms_through_neutron_routers() {
         .await
         .expect("delete pod");
     let ips: Api<IP> = Api::all(stack.client.clone());
+    eventually(
+        "the agent records the sandbox container id in the IP resource",
+        || async {
+            let ip = ips.get_opt("web.net2").await.ok().flatten()?;
+            (ip.spec.container_id == web.attachment.container_id).then_some(())
+        },
+    )
+    .await;
     eventually("the pod's IP resource released", || async {
         ips.get_opt("web.net2")
             .await

@@ -53,9 +53,14 @@ pub fn records_pod(ip: &IP, namespace: &str, pod: &str) -> bool {
     ip.spec.namespace == namespace && ip.spec.pod_name == pod
 }
 
-/// Whether `ip` already is as [`desired_spec`] and its labels say.
+/// Whether `ip` already is as [`desired_spec`] and its labels say. `containerID` is the
+/// node agent's to write (the controller never learns it), so it is not compared.
 pub fn is_current(ip: &IP, spec: &IpSpec) -> bool {
-    &ip.spec == spec && ip.labels().get(SUBNET_LABEL) == Some(&spec.subnet)
+    let desired = IpSpec {
+        container_id: ip.spec.container_id.clone(),
+        ..spec.clone()
+    };
+    ip.spec == desired && ip.labels().get(SUBNET_LABEL) == Some(&spec.subnet)
 }
 
 fn object(spec: &IpSpec) -> serde_json::Value {
