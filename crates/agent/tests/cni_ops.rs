@@ -6,32 +6,13 @@
 mod support;
 
 use serde_json::Value;
-use support::{Allocation, annotate_pod, run, unique};
+use support::{Allocation, annotate_pod, host_link_exists, ovs_interface_ids, run, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
 use testenv::stack::{AgentProcess, Attachment, create_namespace, create_pod};
 
 const NODE: &str = "node-a";
-
-/// `ip -n <chassis netns> link show <name>` succeeds.
-fn host_link_exists(chassis_netns: &str, name: &str) -> bool {
-    run("ip", &["-n", chassis_netns, "link", "show", name]).0
-}
-
-fn ovs_interface_ids(env: &OvnEnv, name: &str) -> Option<String> {
-    let out = env
-        .vsctl(&[
-            "--bare",
-            "--columns=external_ids",
-            "find",
-            "Interface",
-            &format!("name={name}"),
-        ])
-        .expect("ovs-vsctl find");
-    let out = out.trim();
-    (!out.is_empty()).then(|| out.to_owned())
-}
 
 fn host_if_of(result: &Value) -> String {
     let host = &result["interfaces"][0];

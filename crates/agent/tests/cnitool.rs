@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{Allocation, annotate_pod, run, unique};
+use support::{Allocation, annotate_pod, host_link_exists, ovs_interface_ids, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
@@ -139,17 +139,8 @@ async fn cnitool_add_check_del_against_the_agent() {
     assert!(ok, "cnitool check failed: {stdout} {stderr}");
     let (ok, stdout, stderr) = tool(&["del", "rovn-tool", &sandbox_path]);
     assert!(ok, "cnitool del failed: {stdout} {stderr}");
-    assert!(!run("ip", &["-n", &chassis_netns, "link", "show", &host_if]).0);
-    let ports = env
-        .vsctl(&[
-            "--bare",
-            "--columns=name",
-            "find",
-            "Interface",
-            &format!("name={host_if}"),
-        ])
-        .unwrap();
-    assert_eq!(ports.trim(), "");
+    assert!(!host_link_exists(&chassis_netns, &host_if));
+    assert_eq!(ovs_interface_ids(&env, &host_if), None);
     // CHECK after DEL fails: the attachment is gone.
     let (ok, _, _) = tool(&["check", "rovn-tool", &sandbox_path]);
     assert!(!ok, "CHECK succeeded after DEL");

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::{HANG_GUARD, run, unique};
+use support::{HANG_GUARD, host_link_exists, ovs_interface_ids, run, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
@@ -301,17 +301,8 @@ async fn pods_and_vms_through_neutron_routers() {
         .await
         .unwrap();
     let chassis_netns = &stack.chassis_netns;
-    assert!(!run("ip", &["-n", chassis_netns, "link", "show", &host_if]).0);
-    let ports = env
-        .vsctl(&[
-            "--bare",
-            "--columns=name",
-            "find",
-            "Interface",
-            &format!("name={host_if}"),
-        ])
-        .unwrap();
-    assert_eq!(ports.trim(), "");
+    assert!(!host_link_exists(chassis_netns, &host_if));
+    assert_eq!(ovs_interface_ids(env, &host_if), None);
     Api::<Pod>::namespaced(stack.client.clone(), "net2")
         .delete("web", &DeleteParams::default().grace_period(0))
         .await

@@ -72,15 +72,7 @@ async fn delete_subnet(subnets: &Api<Subnet>, name: &str) {
         .delete(name, &DeleteParams::default())
         .await
         .expect("delete subnet");
-    eventually(&format!("Subnet {name} gone"), || async {
-        subnets
-            .get_opt(name)
-            .await
-            .expect("get")
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(subnets, name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +225,7 @@ async fn neutron_routers_are_imported_and_never_touched() {
     neutron.neutron_writes(&ovn, "delete router2", || {
         router2.delete(&ovn).expect("delete")
     });
-    wait_vpc_gone(&vpcs, &r2).await;
+    wait_gone(&vpcs, &r2).await;
 
     // Router deleted with a Subnet: RouterMissing; re-created: attached again.
     let router3 = neutron.neutron_writes(&ovn, "create router3", || {
@@ -298,7 +290,7 @@ async fn neutron_routers_are_imported_and_never_touched() {
         "router deleted while in use"
     );
     delete_subnet(&subnets, "sa").await;
-    wait_vpc_gone(&vpcs, "vpc-a").await;
+    wait_gone(&vpcs, "vpc-a").await;
     eventually("vpc-a router deleted", || async {
         (!our_router_exists(&ovn, "vpc-a")).then_some(())
     })
@@ -338,7 +330,7 @@ async fn neutron_routers_are_imported_and_never_touched() {
     vpcs.delete(&fake, &DeleteParams::default())
         .await
         .expect("delete");
-    wait_vpc_gone(&vpcs, &fake).await;
+    wait_gone(&vpcs, &fake).await;
 
     // Restart: same Vpcs (same uids), no duplicate routers.
     let before: BTreeMap<String, String> = vpcs

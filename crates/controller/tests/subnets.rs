@@ -510,15 +510,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         .delete("net2", &DeleteParams::default())
         .await
         .expect("delete net2");
-    eventually("Subnet net2 gone", || async {
-        env.subnets
-            .get_opt("net2")
-            .await
-            .expect("GET")
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&env.subnets, "net2").await;
     assert!(!env.any_rows_of("net2"), "rows of net2 left in OVN");
     assert!(env.router_ports(&r1).is_empty());
     assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
@@ -946,15 +938,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     pods.delete("web", &DeleteParams::default().grace_period(0))
         .await
         .expect("delete pod");
-    eventually("Subnet mv deleted", || async {
-        env.subnets
-            .get_opt("mv")
-            .await
-            .expect("GET")
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&env.subnets, "mv").await;
     assert!(!env.any_rows_of("mv"), "rows of mv left in OVN");
     assert!(env.router_ports(&ra).is_empty());
     assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);

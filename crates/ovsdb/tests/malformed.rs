@@ -63,10 +63,20 @@ fn no_notifications() -> NotificationHandler {
 
 async fn request_with_reply(body: &'static str, options: ConnectionOptions) -> Error {
     let remote = fake_server(Arc::new(move |req| Some(reply_to(req, body)))).await;
-    let conn = Connection::open(&remote, None, &options, no_notifications())
+    failing_request(&remote, &options, "get_schema", json!(["X"])).await
+}
+
+/// Connects to `remote` and makes one request, which must fail (within the hang guard).
+async fn failing_request(
+    remote: &Remote,
+    options: &ConnectionOptions,
+    method: &str,
+    params: Json,
+) -> Error {
+    let conn = Connection::open(remote, None, options, no_notifications())
         .await
         .unwrap();
-    tokio::time::timeout(HANG_GUARD, conn.request("get_schema", &json!(["X"])))
+    tokio::time::timeout(HANG_GUARD, conn.request(method, &params))
         .await
         .expect("hang guard")
         .unwrap_err()
@@ -133,13 +143,7 @@ async fn deeply_nested_and_non_utf8_json() {
         Some(bytes)
     }))
     .await;
-    let conn = Connection::open(&remote, None, &Default::default(), no_notifications())
-        .await
-        .unwrap();
-    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
-        .await
-        .expect("hang guard")
-        .unwrap_err();
+    let e = failing_request(&remote, &Default::default(), "list_dbs", json!([])).await;
     assert!(matches!(e, Error::Json(_)), "{e:?}");
 }
 
@@ -203,13 +207,7 @@ async fn silent_server_fails_the_inactivity_probe() {
         probe_interval: Some(Duration::from_millis(100)),
         ..Default::default()
     };
-    let conn = Connection::open(&remote, None, &options, no_notifications())
-        .await
-        .unwrap();
-    let e = tokio::time::timeout(HANG_GUARD, conn.request("list_dbs", &json!([])))
-        .await
-        .expect("hang guard")
-        .unwrap_err();
+    let e = failing_request(&remote, &options, "list_dbs", json!([])).await;
     assert!(matches!(e, Error::Timeout(_)), "{e:?}");
 }
 

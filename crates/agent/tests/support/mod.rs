@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
+use testenv::ovn::OvnEnv;
 
 /// Hang guard for waits in tests (never an assertion on speed).
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -73,4 +74,24 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String) {
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
+}
+
+/// `ip -n <chassis netns> link show <name>` succeeds.
+pub fn host_link_exists(chassis_netns: &str, name: &str) -> bool {
+    run("ip", &["-n", chassis_netns, "link", "show", name]).0
+}
+
+/// The `external_ids` of OVS Interface `name` on the test chassis, when it exists.
+pub fn ovs_interface_ids(env: &OvnEnv, name: &str) -> Option<String> {
+    let out = env
+        .vsctl(&[
+            "--bare",
+            "--columns=external_ids",
+            "find",
+            "Interface",
+            &format!("name={name}"),
+        ])
+        .expect("ovs-vsctl find");
+    let out = out.trim();
+    (!out.is_empty()).then(|| out.to_owned())
 }

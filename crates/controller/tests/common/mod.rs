@@ -213,10 +213,18 @@ pub async fn wait_vpc(
     .await
 }
 
-/// Waits until Vpc `name` no longer exists.
-pub async fn wait_vpc_gone(vpcs: &Api<Vpc>, name: &str) {
-    eventually(&format!("Vpc {name} deleted"), || async {
-        vpc(vpcs, name).await.is_none().then_some(())
+/// Waits until object `name` of `api` (a Vpc, a Subnet...) no longer exists.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&()).into_owned();
+    eventually(&format!("{kind} {name} deleted"), || async {
+        api.get_opt(name)
+            .await
+            .expect("GET")
+            .is_none()
+            .then_some(())
     })
     .await;
 }
