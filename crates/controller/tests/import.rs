@@ -2,19 +2,17 @@
 //! northd, a real kube-apiserver, the real `rovn-controller` binary, and
 //! Neutron Zed-shaped rows written with `ovn-nbctl`.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use api::annotations::VPC_EXTERNAL_LABEL;
 use api::condition::{READY, ROUTER_MISSING, UNSUPPORTED, find_condition, is_condition_true};
-use api::{Subnet, SubnetSpec, Vpc, VpcSpec, VpcType};
-use common::*;
+use api::{Subnet, Vpc, VpcSpec, VpcType};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use testenv::kube::KubeEnv;
-use testenv::neutron::{NeutronNetwork, NeutronRouter, SecurityGroup, new_uuid};
+use testenv::neutron::{NeutronNetwork, NeutronRouter, NeutronRows, SecurityGroup, new_uuid};
 use testenv::ovn::OvnEnv;
+use testenv::poll::eventually;
+use testenv::stack::{ControllerEnv, subnet_spec, wait_gone};
 
 fn status(vpc: &Vpc) -> api::VpcStatus {
     vpc.status.clone().unwrap_or_default()
@@ -52,49 +50,29 @@ fn router_count(ovn: &OvnEnv, name: &str) -> usize {
     .count()
 }
 
-async fn create_subnet(subnets: &Api<Subnet>, name: &str, vpc: &str, cidr: &str) {
-    let subnet = Subnet::new(
-        name,
-        SubnetSpec {
-            vpc: Some(vpc.to_string()),
-            cidr_block: cidr.to_string(),
-            ..SubnetSpec::default()
-        },
-    );
-    subnets
-        .create(&PostParams::default(), &subnet)
-        .await
-        .expect("create subnet");
-}
-
-async fn delete_subnet(subnets: &Api<Subnet>, name: &str) {
-    subnets
-        .delete(name, &DeleteParams::default())
-        .await
-        .expect("delete subnet");
-    wait_gone(subnets, name).await;
+async fn delete_subnet(subnets: &Api<Subnet>, name: &str) -> anyhow::Result<()> {
+    subnets.delete(name, &DeleteParams::default()).await?;
+    wait_gone(subnets, name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn neutron_routers_are_imported_and_never_touched() {
-    let ovn = OvnEnv::builder().northd().start().expect("OVN");
-    let kube = KubeEnv::start().expect("kube-apiserver");
-    let client = kube.client().await.expect("client");
-    install_crds(&client).await;
-    let vpcs: Api<Vpc> = Api::all(client.clone());
-    let subnets: Api<Subnet> = Api::all(client.clone());
+async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> {
+    let env = ControllerEnv::start_without_controller(OvnEnv::builder().northd(), "a").await?;
+    let (ovn, kube, cluster) = (&env.ovn, &env.kube, &env.cluster);
+    let vpcs = cluster.vpcs();
+    let subnets = cluster.subnets();
 
     // Neutron state before the controller starts.
-    let mut neutron = NeutronRows::snapshot(&ovn);
+    let mut neutron = NeutronRows::snapshot(ovn)?;
     let (mut router1, net1, sg) =
-        neutron.neutron_writes(&ovn, "router1 with net1 and a VM", || {
-            let mut router1 = NeutronRouter::create(&ovn, "router1").expect("router1");
-            let net1 = NeutronNetwork::create(&ovn, "net1", "10.0.1.0/24").expect("net1");
-            router1.add_interface(&ovn, &net1).expect("interface");
-            let sg = SecurityGroup::create(&ovn).expect("sg");
-            net1.add_vm_port(&ovn, "vm1-port", "10.0.1.50", "compute-1", &sg)
+        neutron.neutron_writes(ovn, "router1 with net1 and a VM", || {
+            let mut router1 = NeutronRouter::create(ovn, "router1").expect("router1");
+            let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
+            router1.add_interface(ovn, &net1).expect("interface");
+            let sg = SecurityGroup::create(ovn).expect("sg");
+            net1.add_vm_port(ovn, "vm1-port", "10.0.1.50", "compute-1", &sg)
                 .expect("vm port");
-            sg.add_rule_allowing(&ovn, "10.0.2.0/24").expect("sg rule");
+            sg.add_rule_allowing(ovn, "10.0.2.0/24").expect("sg rule");
             (router1, net1, sg)
         });
     // The fixtures' shape: 2 drop ACLs, 4 + 1 SG ACLs, VM in both groups.
@@ -115,12 +93,11 @@ async fn neutron_routers_are_imported_and_never_touched() {
     ])
     .expect("foreign router");
 
-    let controller = Controller::start(&ovn, &kube, "a");
-    controller.wait_ready().await;
+    let mut controller = env.ready_controller("a").await?;
     let r1 = router1.lr_name();
 
     // Import.
-    let imported = wait_vpc(&vpcs, &r1, "imported and Ready", ready).await;
+    let imported = cluster.wait_vpc(&r1, "imported and Ready", ready).await?;
     assert_eq!(
         imported
             .labels()
@@ -138,54 +115,54 @@ async fn neutron_routers_are_imported_and_never_touched() {
     assert!(!is_condition_true(&st.conditions, ROUTER_MISSING));
 
     // The default VPC and its router (ours), the foreign router left out.
-    wait_vpc(&vpcs, "ovn-cluster", "default VPC Ready", ready).await;
-    assert!(our_router_exists(&ovn, "ovn-cluster"));
-    assert!(vpc(&vpcs, "other-cms-router").await.is_none());
+    cluster.wait_vpc("ovn-cluster", "default VPC Ready", ready).await?;
+    assert!(our_router_exists(ovn, "ovn-cluster"));
+    assert!(cluster.vpc("other-cms-router").await?.is_none());
     eventually("routers_not_neutron = 1", || async {
         (controller.metric("rovn_routers_not_neutron") == Some(1.0)).then_some(())
     })
     .await;
-    neutron.assert_unchanged(&ovn, "after import");
+    neutron.assert_unchanged(ovn, "after import");
 
     // Rename in Neutron.
-    neutron.neutron_writes(&ovn, "rename router1", || {
-        router1.rename(&ovn, "router1-renamed").expect("rename")
+    neutron.neutron_writes(ovn, "rename router1", || {
+        router1.rename(ovn, "router1-renamed").expect("rename")
     });
-    wait_vpc(&vpcs, &r1, "renamed", |v| {
+    cluster.wait_vpc(&r1, "renamed", |v| {
         status(v).neutron_router_name.as_deref() == Some("router1-renamed")
     })
-    .await;
+    .await?;
 
     // Port added, then removed.
-    let (net2, iface2) = neutron.neutron_writes(&ovn, "add net2 to router1", || {
-        let net2 = NeutronNetwork::create(&ovn, "net2", "10.0.3.0/24").expect("net2");
-        let iface = router1.add_interface(&ovn, &net2).expect("interface");
+    let (net2, iface2) = neutron.neutron_writes(ovn, "add net2 to router1", || {
+        let net2 = NeutronNetwork::create(ovn, "net2", "10.0.3.0/24").expect("net2");
+        let iface = router1.add_interface(ovn, &net2).expect("interface");
         (net2, iface)
     });
-    wait_vpc(&vpcs, &r1, "net2 attached", |v| {
+    cluster.wait_vpc(&r1, "net2 attached", |v| {
         let st = status(v);
         st.router_cidrs == ["10.0.1.1/24", "10.0.3.1/24"]
             && st.neutron_networks == ["net1", "net2"]
             && st.subnets.contains(&net2.ls_name())
     })
-    .await;
-    neutron.neutron_writes(&ovn, "remove net2 from router1", || {
-        router1.remove_interface(&ovn, &iface2).expect("remove")
+    .await?;
+    neutron.neutron_writes(ovn, "remove net2 from router1", || {
+        router1.remove_interface(ovn, &iface2).expect("remove")
     });
-    wait_vpc(&vpcs, &r1, "net2 detached", |v| {
+    cluster.wait_vpc(&r1, "net2 detached", |v| {
         status(v).router_cidrs == ["10.0.1.1/24"] && status(v).neutron_networks == ["net1"]
     })
-    .await;
+    .await?;
 
     // A user deletes the imported Vpc: OVN untouched, the Vpc comes back.
     let nb_before = ovn.dump_nb().expect("dump");
-    let old_uid = vpc(&vpcs, &r1).await.expect("vpc").uid();
+    let old_uid = cluster.vpc(&r1).await?.expect("vpc").uid();
     kube.kubectl(&["delete", "vpc", &r1])
         .expect("kubectl delete vpc");
-    let back = wait_vpc(&vpcs, &r1, "imported again", |v| {
+    let back = cluster.wait_vpc(&r1, "imported again", |v| {
         v.uid() != old_uid && ready(v)
     })
-    .await;
+    .await?;
     assert_eq!(
         status(&back).neutron_router_name.as_deref(),
         Some("router1-renamed")
@@ -204,11 +181,11 @@ async fn neutron_routers_are_imported_and_never_touched() {
     )
     .await
     .expect("edit spec");
-    let edited = wait_vpc(&vpcs, &r1, "spec edit reported", |v| {
+    let edited = cluster.wait_vpc(&r1, "spec edit reported", |v| {
         find_condition(&status(v).conditions, UNSUPPORTED)
             .is_some_and(|c| c.is_true() && c.message.contains("spec.namespaces"))
     })
-    .await;
+    .await?;
     assert!(ready(&edited));
     assert_eq!(
         ovn.dump_nb().expect("dump"),
@@ -217,49 +194,51 @@ async fn neutron_routers_are_imported_and_never_touched() {
     );
 
     // Router deleted without Subnets: the Vpc goes.
-    let router2 = neutron.neutron_writes(&ovn, "create router2", || {
-        NeutronRouter::create(&ovn, "router2").expect("router2")
+    let router2 = neutron.neutron_writes(ovn, "create router2", || {
+        NeutronRouter::create(ovn, "router2").expect("router2")
     });
     let r2 = router2.lr_name();
-    wait_vpc(&vpcs, &r2, "imported", ready).await;
-    neutron.neutron_writes(&ovn, "delete router2", || {
-        router2.delete(&ovn).expect("delete")
+    cluster.wait_vpc(&r2, "imported", ready).await?;
+    neutron.neutron_writes(ovn, "delete router2", || {
+        router2.delete(ovn).expect("delete")
     });
-    wait_gone(&vpcs, &r2).await;
+    wait_gone(&vpcs, &r2).await?;
 
     // Router deleted with a Subnet: RouterMissing; re-created: attached again.
-    let router3 = neutron.neutron_writes(&ovn, "create router3", || {
-        NeutronRouter::create(&ovn, "router3").expect("router3")
+    let router3 = neutron.neutron_writes(ovn, "create router3", || {
+        NeutronRouter::create(ovn, "router3").expect("router3")
     });
     let r3 = router3.lr_name();
-    wait_vpc(&vpcs, &r3, "imported", ready).await;
-    create_subnet(&subnets, "net3", &r3, "10.0.5.0/24").await;
-    wait_vpc(&vpcs, &r3, "lists Subnet net3", |v| {
+    cluster.wait_vpc(&r3, "imported", ready).await?;
+    cluster
+        .create_subnet("net3", subnet_spec(Some(&r3), "10.0.5.0/24", &[]))
+        .await?;
+    cluster.wait_vpc(&r3, "lists Subnet net3", |v| {
         status(v).subnets == ["net3"]
     })
-    .await;
+    .await?;
     let router3_id = router3.id.clone();
-    neutron.neutron_writes(&ovn, "delete router3", || {
-        router3.delete(&ovn).expect("delete")
+    neutron.neutron_writes(ovn, "delete router3", || {
+        router3.delete(ovn).expect("delete")
     });
-    let missing = wait_vpc(&vpcs, &r3, "RouterMissing", |v| {
+    let missing = cluster.wait_vpc(&r3, "RouterMissing", |v| {
         is_condition_true(&status(v).conditions, ROUTER_MISSING)
     })
-    .await;
+    .await?;
     assert!(!ready(&missing));
     assert_eq!(status(&missing).subnets, vec!["net3".to_string()]);
-    neutron.neutron_writes(&ovn, "re-create router3", || {
-        NeutronRouter::create_with_id(&ovn, &router3_id, "router3").expect("router3 again")
+    neutron.neutron_writes(ovn, "re-create router3", || {
+        NeutronRouter::create_with_id(ovn, &router3_id, "router3").expect("router3 again")
     });
-    wait_vpc(&vpcs, &r3, "router back", |v| {
+    cluster.wait_vpc(&r3, "router back", |v| {
         ready(v) && !is_condition_true(&status(v).conditions, ROUTER_MISSING)
     })
-    .await;
-    delete_subnet(&subnets, "net3").await;
-    wait_vpc(&vpcs, &r3, "no Subnet listed", |v| {
+    .await?;
+    delete_subnet(&subnets, "net3").await?;
+    cluster.wait_vpc(&r3, "no Subnet listed", |v| {
         status(v).subnets.is_empty()
     })
-    .await;
+    .await?;
 
     // Our own VPC: router with our marker; deletion blocked while a Subnet uses it.
     vpcs.create(
@@ -268,69 +247,61 @@ async fn neutron_routers_are_imported_and_never_touched() {
     )
     .await
     .expect("create vpc-a");
-    wait_vpc(&vpcs, "vpc-a", "Ready", |v| {
+    cluster.wait_vpc("vpc-a", "Ready", |v| {
         ready(v) && status(v).type_ == Some(VpcType::Internal)
     })
-    .await;
-    assert!(our_router_exists(&ovn, "vpc-a"));
-    create_subnet(&subnets, "sa", "vpc-a", "10.1.0.0/24").await;
-    wait_vpc(&vpcs, "vpc-a", "lists Subnet sa", |v| {
+    .await?;
+    assert!(our_router_exists(ovn, "vpc-a"));
+    cluster
+        .create_subnet("sa", subnet_spec(Some("vpc-a"), "10.1.0.0/24", &[]))
+        .await?;
+    cluster.wait_vpc("vpc-a", "lists Subnet sa", |v| {
         status(v).subnets == ["sa"]
     })
-    .await;
+    .await?;
     kube.kubectl(&["delete", "vpc", "vpc-a", "--wait=false"])
         .expect("kubectl delete vpc-a");
-    wait_vpc(&vpcs, "vpc-a", "DeletionBlocked", |v| {
+    cluster.wait_vpc("vpc-a", "DeletionBlocked", |v| {
         find_condition(&status(v).conditions, "DeletionBlocked")
             .is_some_and(|c| c.is_true() && c.message.contains("sa"))
     })
-    .await;
+    .await?;
     assert!(
-        our_router_exists(&ovn, "vpc-a"),
+        our_router_exists(ovn, "vpc-a"),
         "router deleted while in use"
     );
-    delete_subnet(&subnets, "sa").await;
-    wait_gone(&vpcs, "vpc-a").await;
+    delete_subnet(&subnets, "sa").await?;
+    wait_gone(&vpcs, "vpc-a").await?;
     eventually("vpc-a router deleted", || async {
-        (!our_router_exists(&ovn, "vpc-a")).then_some(())
+        (!our_router_exists(ovn, "vpc-a")).then_some(())
     })
     .await;
 
     // A Subnet without spec.vpc is on the default VPC: listed there (and so blocks its deletion).
-    subnets
-        .create(
-            &PostParams::default(),
-            &Subnet::new(
-                "no-vpc",
-                SubnetSpec {
-                    cidr_block: "10.2.0.0/24".to_string(),
-                    ..SubnetSpec::default()
-                },
-            ),
-        )
-        .await
-        .expect("create subnet without vpc");
-    wait_vpc(&vpcs, "ovn-cluster", "lists Subnet no-vpc", |v| {
+    cluster
+        .create_subnet("no-vpc", subnet_spec(None, "10.2.0.0/24", &[]))
+        .await?;
+    cluster.wait_vpc("ovn-cluster", "lists Subnet no-vpc", |v| {
         status(v).subnets.iter().any(|s| s == "no-vpc")
     })
-    .await;
-    delete_subnet(&subnets, "no-vpc").await;
+    .await?;
+    delete_subnet(&subnets, "no-vpc").await?;
 
     // A Vpc named like a Neutron router, without a router: refused, nothing created.
     let fake = format!("neutron-{}", new_uuid().expect("uuid"));
     vpcs.create(&PostParams::default(), &Vpc::new(&fake, VpcSpec::default()))
         .await
         .expect("create reserved vpc");
-    let refused = wait_vpc(&vpcs, &fake, "refused", |v| {
+    let refused = cluster.wait_vpc(&fake, "refused", |v| {
         find_condition(&status(v).conditions, READY).is_some_and(|c| c.reason == "ReservedName")
     })
-    .await;
+    .await?;
     assert!(status(&refused).router.is_none());
-    assert_eq!(router_count(&ovn, &fake), 0);
+    assert_eq!(router_count(ovn, &fake), 0);
     vpcs.delete(&fake, &DeleteParams::default())
         .await
         .expect("delete");
-    wait_gone(&vpcs, &fake).await;
+    wait_gone(&vpcs, &fake).await?;
 
     // Restart: same Vpcs (same uids), no duplicate routers.
     let before: BTreeMap<String, String> = vpcs
@@ -341,18 +312,17 @@ async fn neutron_routers_are_imported_and_never_touched() {
         .iter()
         .map(|v| (v.name_any(), v.uid().unwrap_or_default()))
         .collect();
-    controller.terminate();
-    let controller = Controller::start(&ovn, &kube, "a-restarted");
-    controller.wait_ready().await;
+    controller.process.terminate()?;
+    let controller = env.ready_controller("a-restarted").await?;
     eventually("routers imported after restart", || async {
         (controller.metric("rovn_routers_imported") == Some(2.0)).then_some(())
     })
     .await;
     // A Neutron change after the restart is seen, proving the importer runs.
-    let router4 = neutron.neutron_writes(&ovn, "create router4", || {
-        NeutronRouter::create(&ovn, "router4").expect("router4")
+    let router4 = neutron.neutron_writes(ovn, "create router4", || {
+        NeutronRouter::create(ovn, "router4").expect("router4")
     });
-    wait_vpc(&vpcs, &router4.lr_name(), "imported after restart", ready).await;
+    cluster.wait_vpc(&router4.lr_name(), "imported after restart", ready).await?;
     let after: BTreeMap<String, String> = vpcs
         .list(&Default::default())
         .await
@@ -366,9 +336,10 @@ async fn neutron_routers_are_imported_and_never_touched() {
         after, before,
         "Vpcs lost, duplicated or re-created by the restart"
     );
-    assert_eq!(router_count(&ovn, "ovn-cluster"), 1);
+    assert_eq!(router_count(ovn, "ovn-cluster"), 1);
 
-    neutron.assert_unchanged(&ovn, "end of suite");
+    neutron.assert_unchanged(ovn, "end of suite");
     drop(controller);
     let _ = net1;
+    Ok(())
 }

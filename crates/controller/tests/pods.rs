@@ -3,20 +3,89 @@
 //! `spec.nodeName` set (no scheduler or kubelet exists) and deleted with a
 //! grace period of 0, as the kubelet confirms deletions.
 
-mod common;
-mod pod_env;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 
 use api::annotations::{IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS};
-use common::eventually;
 use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::PostParams;
+use ovn::Table;
+use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovn::ownership::{KIND_KEY, OBJECT_KEY, OWNER, OWNER_KEY};
-use pod_env::*;
+use ovsdb::{ClientConfig, Condition};
 use testenv::neutron::{NeutronNetwork, NeutronRouter};
+use testenv::ovn::OvnEnv;
+use testenv::poll::{HANG_GUARD, eventually};
+use testenv::stack::{
+    Allocation, AnnotationLog, Cluster, ControllerEnv, allocated, allocation, subnet_ready,
+    subnet_spec,
+};
+
+/// Node name given to every test pod (no kubelet exists).
+const NODE: &str = "node-1";
+
+/// The controller's environment (OVN with northd, an API server, the
+/// controller, the default Subnet Ready) and a NB client reading our pod
+/// ports.
+struct PodEnv {
+    base: ControllerEnv,
+    cluster: Cluster,
+    nb: ovsdb::Client,
+}
+
+impl PodEnv {
+    /// Starts everything; `identity` names the controller (and its log).
+    async fn start(identity: &str) -> anyhow::Result<Self> {
+        let base = ControllerEnv::start(OvnEnv::builder().northd(), identity).await?;
+        let cluster = base.cluster.clone();
+        cluster
+            .wait_subnet("ovn-default", "Ready", subnet_ready)
+            .await?;
+        let nb = ovsdb::Client::connect(ClientConfig::from_remotes(&base.ovn.nb_remote())?).await?;
+        Ok(Self { base, cluster, nb })
+    }
+
+    /// Every Logical_Switch_Port with `external_ids:rovn:kind=pod`.
+    async fn pod_ports(&self) -> Vec<LogicalSwitchPort> {
+        let mut txn = ovsdb::TxnBuilder::new(ovn::nb::DATABASE);
+        txn.select(
+            LogicalSwitchPort::NAME,
+            vec![Condition::includes(
+                "external_ids",
+                ovsdb::Value::map([("rovn:kind", "pod")]),
+            )],
+            None,
+        );
+        let result = self.nb.commit(&txn).await.expect("select ports");
+        result.results[0]
+            .rows()
+            .unwrap_or_default()
+            .iter()
+            .map(|row| {
+                LogicalSwitchPort::from_row(row.uuid().expect("uuid"), row).expect("typed port")
+            })
+            .collect()
+    }
+
+    /// The switch named `name`.
+    async fn switch(&self, name: &str) -> Option<LogicalSwitch> {
+        let mut txn = ovsdb::TxnBuilder::new(ovn::nb::DATABASE);
+        txn.select(LogicalSwitch::NAME, vec![Condition::eq("name", name)], None);
+        let result = self.nb.commit(&txn).await.expect("select switch");
+        result.results[0]
+            .rows()
+            .unwrap_or_default()
+            .first()
+            .map(|row| LogicalSwitch::from_row(row.uuid().expect("uuid"), row).expect("typed"))
+    }
+}
+
+/// A pod named `name` on [`NODE`] with `annotations`.
+fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
+    testenv::stack::pod(name, NODE, annotations)
+}
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
     let net: Ipv4Net = cidr.parse().expect("cidr");
@@ -32,7 +101,7 @@ async fn assert_pod_wired(
     cidr: &str,
 ) -> Allocation {
     let pod = eventually(&format!("pod {namespace}/{name} allocated"), || async {
-        env.pods(namespace).get(name).await.ok().filter(allocated)
+        env.cluster.pods(namespace).get(name).await.ok().filter(allocated)
     })
     .await;
     let got = allocation(&pod).expect("allocation");
@@ -88,7 +157,7 @@ async fn assert_pod_wired(
     );
 
     let ip = eventually(&format!("IP {port_name}"), || async {
-        env.ips().get_opt(&port_name).await.expect("get IP")
+        env.cluster.ips().get_opt(&port_name).await.expect("get IP")
     })
     .await;
     assert_eq!(ip.spec.pod_name, name);
@@ -125,12 +194,12 @@ async fn assert_pod_released(env: &PodEnv, namespace: &str, name: &str) {
 /// A refused pod: a Warning Event with `reason`, and neither annotations
 /// nor a port nor an IP resource.
 async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str) {
-    let warnings = eventually(&format!("{reason} event for {name}"), || async {
-        let w = env.pod_warnings(namespace, name).await;
-        w.iter().any(|w| w.starts_with(reason)).then_some(w)
-    })
-    .await;
-    let pod = env.pods(namespace).get(name).await.expect("get pod");
+    let warnings = env
+        .cluster
+        .wait_warning(namespace, name, reason)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pod = env.cluster.pods(namespace).get(name).await.expect("get pod");
     assert!(
         !allocated(&pod),
         "{name} must not be allocated: {warnings:?}"
@@ -138,7 +207,7 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
     let port_name = format!("{name}.{namespace}");
     assert!(!env.pod_ports().await.iter().any(|p| p.name == port_name));
     assert!(
-        env.ips()
+        env.cluster.ips()
             .get_opt(&port_name)
             .await
             .expect("get IP")
@@ -149,29 +218,30 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
 /// The seed scenario, pod side: Subnet net2 on an imported Neutron Zed
 /// router that already serves 10.0.1.0/24, namespace net2 bound to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
-    let env = PodEnv::start("pods-seed").await;
-    let mut router = NeutronRouter::create(&env.ovn, "router1").expect("neutron router");
-    let net1 = NeutronNetwork::create(&env.ovn, "net1", "10.0.1.0/24").expect("neutron net1");
+async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::Result<()> {
+    let env = PodEnv::start("pods-seed").await?;
+    let mut router = NeutronRouter::create(&env.base.ovn, "router1").expect("neutron router");
+    let net1 = NeutronNetwork::create(&env.base.ovn, "net1", "10.0.1.0/24").expect("neutron net1");
     router
-        .add_interface(&env.ovn, &net1)
+        .add_interface(&env.base.ovn, &net1)
         .expect("router interface");
     let vpc = router.lr_name();
-    let vpcs: kube::Api<api::Vpc> = kube::Api::all(env.client.clone());
-    common::wait_vpc(&vpcs, &vpc, "imported", |v| v.status.is_some()).await;
-    env.create_namespace("net2").await;
-    env.create_namespace("plain").await;
-    env.create_subnet("net2", Some(&vpc), "10.0.2.0/24", &["net2"])
-        .await;
+    env.cluster
+        .wait_vpc(&vpc, "imported", |v| v.status.is_some())
+        .await?;
+    env.cluster.create_namespace("net2").await?;
+    env.cluster.create_namespace("plain").await?;
+    env.cluster
+        .create_ready_subnet("net2", subnet_spec(Some(&vpc), "10.0.2.0/24", &["net2"])).await?;
 
     // A pod in net2: first free address after the gateway.
-    env.create_pods("net2", vec![pod("web", &[])]).await;
+    env.cluster.create_pods("net2", vec![pod("web", &[])]).await?;
     let web = assert_pod_wired(&env, "net2", "web", "net2", "10.0.2.0/24").await;
     assert_eq!(web.ip, "10.0.2.2");
     assert!(web.mac.starts_with("0a:72:"), "generated MAC {}", web.mac);
 
     // Static IP and MAC.
-    env.create_pods(
+    env.cluster.create_pods(
         "net2",
         vec![pod(
             "fixed",
@@ -181,7 +251,7 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
             ],
         )],
     )
-    .await;
+    .await?;
     let fixed = assert_pod_wired(&env, "net2", "fixed", "net2", "10.0.2.0/24").await;
     assert_eq!(
         (fixed.ip.as_str(), fixed.mac.as_str()),
@@ -189,7 +259,7 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
     );
 
     // Conflicts and bad requests are refused with an Event, nothing allocated.
-    env.create_pods(
+    env.cluster.create_pods(
         "net2",
         vec![
             pod("same-ip", &[(IP_ADDRESS, "10.0.2.100")]),
@@ -199,7 +269,7 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
             pod("garbage", &[(IP_ADDRESS, "not-an-ip")]),
         ],
     )
-    .await;
+    .await?;
     assert_refused(&env, "net2", "same-ip", "AllocationFailed").await;
     assert_refused(&env, "net2", "same-mac", "AllocationFailed").await;
     assert_refused(&env, "net2", "gateway-ip", "AllocationFailed").await;
@@ -207,33 +277,33 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
     assert_refused(&env, "net2", "garbage", "InvalidAddressRequest").await;
 
     // The logical_switch annotation overrides the namespace binding.
-    env.create_pods(
+    env.cluster.create_pods(
         "net2",
         vec![pod("elsewhere", &[(LOGICAL_SWITCH, "ovn-default")])],
     )
-    .await;
+    .await?;
     assert_pod_wired(&env, "net2", "elsewhere", "ovn-default", "10.16.0.0/16").await;
 
     // An unbound namespace uses the default Subnet.
-    env.create_pods("plain", vec![pod("p1", &[])]).await;
+    env.cluster.create_pods("plain", vec![pod("p1", &[])]).await?;
     assert_pod_wired(&env, "plain", "p1", "ovn-default", "10.16.0.0/16").await;
 
     // hostNetwork pods are left alone.
     let mut host = pod("host", &[]);
     host.spec.as_mut().unwrap().host_network = Some(true);
-    env.pods("plain")
+    env.cluster.pods("plain")
         .create(&PostParams::default(), &host)
         .await
         .expect("create host pod");
     // Once a later pod is allocated, the hostNetwork one was seen long ago.
-    env.create_pods("plain", vec![pod("p2", &[])]).await;
+    env.cluster.create_pods("plain", vec![pod("p2", &[])]).await?;
     assert_pod_wired(&env, "plain", "p2", "ovn-default", "10.16.0.0/16").await;
-    let host = env.pods("plain").get("host").await.expect("get host pod");
+    let host = env.cluster.pods("plain").get("host").await.expect("get host pod");
     assert!(!allocated(&host) && host.annotations().is_empty());
     assert!(!env.pod_ports().await.iter().any(|p| p.name == "host.plain"));
 
     // Deleting the static pod frees its address for the pod that wanted it.
-    env.delete_pods("net2", &["fixed".to_string()]).await;
+    env.cluster.delete_pods("net2", &["fixed".to_string()]).await?;
     assert_pod_released(&env, "net2", "fixed").await;
     let same_ip = assert_pod_wired(&env, "net2", "same-ip", "net2", "10.0.2.0/24").await;
     assert_eq!(same_ip.ip, "10.0.2.100");
@@ -255,30 +325,31 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() {
         ("plain", vec!["p1", "p2", "host"]),
     ] {
         let names: Vec<String> = names.into_iter().map(str::to_string).collect();
-        env.delete_pods(namespace, &names).await;
+        env.cluster.delete_pods(namespace, &names).await?;
     }
     eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty() && env.list_ips().await.is_empty()).then_some(())
+        (env.pod_ports().await.is_empty() && env.cluster.list_ips().await.expect("list IPs").is_empty()).then_some(())
     })
     .await;
     eventually("net2 counts back to 0", || async {
-        (env.subnet_v4_using("net2").await == Some(0)).then_some(())
+        (env.cluster.subnet_v4_using("net2").await.expect("Subnet status") == Some(0)).then_some(())
     })
     .await;
+    Ok(())
 }
 
 /// 200 pods created then deleted: unique addresses and MACs, then nothing
 /// left (ports, IP resources, IPAM counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_pods_created_and_deleted_leak_nothing() {
-    let env = PodEnv::start("pods-200").await;
-    env.create_namespace("burst").await;
-    env.create_subnet("burst", None, "10.40.0.0/22", &["burst"])
-        .await;
+async fn two_hundred_pods_created_and_deleted_leak_nothing() -> anyhow::Result<()> {
+    let env = PodEnv::start("pods-200").await?;
+    env.cluster.create_namespace("burst").await?;
+    env.cluster
+        .create_ready_subnet("burst", subnet_spec(None, "10.40.0.0/22", &["burst"])).await?;
     let names: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
-    env.create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
-        .await;
-    let pods = env.wait_allocated("burst", 200).await;
+    env.cluster.create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
+        .await?;
+    let pods = env.cluster.wait_allocated("burst", 200).await?;
     let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
     let ips: HashSet<&str> = allocations.iter().map(|a| a.ip.as_str()).collect();
     let macs: HashSet<&str> = allocations.iter().map(|a| a.mac.as_str()).collect();
@@ -287,19 +358,20 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() {
     assert!(allocations.iter().all(|a| in_cidr(&a.ip, "10.40.0.0/22")));
     assert_ports_match_pods(&env, &pods).await;
     eventually("burst counts 200", || async {
-        (env.subnet_v4_using("burst").await == Some(200)).then_some(())
+        (env.cluster.subnet_v4_using("burst").await.expect("Subnet status") == Some(200)).then_some(())
     })
     .await;
 
-    env.delete_pods("burst", &names).await;
+    env.cluster.delete_pods("burst", &names).await?;
     eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty() && env.list_ips().await.is_empty()).then_some(())
+        (env.pod_ports().await.is_empty() && env.cluster.list_ips().await.expect("list IPs").is_empty()).then_some(())
     })
     .await;
     eventually("burst counts back to 0", || async {
-        (env.subnet_v4_using("burst").await == Some(0)).then_some(())
+        (env.cluster.subnet_v4_using("burst").await.expect("Subnet status") == Some(0)).then_some(())
     })
     .await;
+    Ok(())
 }
 
 /// Dual stack: one address per family in the annotations, the port and the
@@ -307,9 +379,9 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() {
 /// resource deleted come back with the same addresses, the annotations
 /// untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
-    let env = PodEnv::start("pods-dual").await;
-    env.create_namespace("dual").await;
+async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Result<()> {
+    let env = PodEnv::start("pods-dual").await?;
+    env.cluster.create_namespace("dual").await?;
     let subnet = api::Subnet::new(
         "dual",
         api::SubnetSpec {
@@ -319,14 +391,16 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
             ..api::SubnetSpec::default()
         },
     );
-    env.subnets()
+    env.cluster.subnets()
         .create(&PostParams::default(), &subnet)
         .await
         .expect("create subnet");
-    env.wait_subnet_ready("dual").await;
-    env.create_pods("dual", vec![pod("d1", &[])]).await;
+    env.cluster
+        .wait_subnet("dual", "Ready", subnet_ready)
+        .await?;
+    env.cluster.create_pods("dual", vec![pod("d1", &[])]).await?;
     let pod = eventually("d1 allocated", || async {
-        env.pods("dual").get("d1").await.ok().filter(allocated)
+        env.cluster.pods("dual").get("d1").await.ok().filter(allocated)
     })
     .await;
     let got = allocation(&pod).expect("allocation");
@@ -345,7 +419,7 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     assert_eq!(port.addresses, BTreeSet::from([entry.clone()]));
     assert_eq!(port.port_security, BTreeSet::from([entry.clone()]));
     let ip = eventually("IP d1.dual", || async {
-        env.ips().get_opt("d1.dual").await.expect("get IP")
+        env.cluster.ips().get_opt("d1.dual").await.expect("get IP")
     })
     .await;
     assert_eq!(
@@ -358,7 +432,7 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     assert_eq!(ip.spec.ip_address, "10.70.0.2,fd00:70::2");
 
     // Someone deletes our port: it is restored with the same addresses.
-    env.ovn.nbctl(&["lsp-del", "d1.dual"]).expect("lsp-del");
+    env.base.ovn.nbctl(&["lsp-del", "d1.dual"]).expect("lsp-del");
     let restored = eventually("port d1.dual restored", || async {
         env.pod_ports()
             .await
@@ -375,12 +449,12 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
             .contains(&restored.uuid)
     );
     // Someone deletes the IP resource: it comes back.
-    env.ips()
+    env.cluster.ips()
         .delete("d1.dual", &kube::api::DeleteParams::default())
         .await
         .expect("delete IP");
     let back = eventually("IP d1.dual back", || async {
-        env.ips()
+        env.cluster.ips()
             .get_opt("d1.dual")
             .await
             .expect("get IP")
@@ -388,13 +462,14 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() {
     })
     .await;
     assert_eq!(back.spec.ip_address, "10.70.0.2,fd00:70::2");
-    let after = env.pods("dual").get("d1").await.expect("get d1");
+    let after = env.cluster.pods("dual").get("d1").await.expect("get d1");
     assert_eq!(allocation(&after), Some(got), "annotations untouched");
+    Ok(())
 }
 
 /// Every pod port of ours belongs to an existing pod and records exactly its
 /// annotations; every allocated pod has its port and IP resource.
-async fn assert_ports_match_pods(env: &PodEnv, pods: &[k8s_openapi::api::core::v1::Pod]) {
+async fn assert_ports_match_pods(env: &PodEnv, pods: &[Pod]) {
     let ports = env.pod_ports().await;
     let by_name: BTreeMap<String, &ovn::nb::LogicalSwitchPort> =
         ports.iter().map(|p| (p.name.clone(), p)).collect();
@@ -432,56 +507,38 @@ async fn assert_ports_match_pods(env: &PodEnv, pods: &[k8s_openapi::api::core::v
 /// controller is down, then a restart: every pod annotated once, unique
 /// addresses, no orphan port or IP resource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
-    let mut env = PodEnv::start("pods-sigkill").await;
-    env.create_namespace("crash").await;
-    env.create_subnet("crash", None, "10.50.0.0/22", &["crash"])
-        .await;
-    let (log, watch) = AnnotationLog::watch(&env, "crash");
+async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Result<()> {
+    let mut env = PodEnv::start("pods-sigkill").await?;
+    env.cluster.create_namespace("crash").await?;
+    env.cluster
+        .create_ready_subnet("crash", subnet_spec(None, "10.50.0.0/22", &["crash"])).await?;
+    let mut log = AnnotationLog::watch(env.cluster.pods("crash"));
     let names: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
     let creating = {
         let pods: Vec<_> = names.iter().map(|n| pod(n, &[])).collect();
-        let client = env.client.clone();
-        tokio::spawn(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(client, "crash");
-            futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
-                futures::stream::iter(pods.into_iter().map(|p| {
-                    let api = api.clone();
-                    async move {
-                        api.create(&PostParams::default(), &p)
-                            .await
-                            .expect("create pod");
-                    }
-                })),
-                32,
-            ))
-            .await;
-        })
+        let cluster = env.cluster.clone();
+        tokio::spawn(async move { cluster.create_pods("crash", pods).await })
     };
     // Kill once the burst is well under way.
-    eventually("100 pods allocated before the kill", || async {
-        (log.allocated() >= 100).then_some(())
-    })
-    .await;
-    env.kill_controller();
+    log.wait_allocated(100, HANG_GUARD).await?;
+    env.base.kill_controller()?;
     let at_kill = log.allocated();
-    creating.await.expect("creations");
+    creating.await??;
     // Deleted while the controller is down: allocated ones and others.
     let gone: Vec<String> = (0..500).step_by(10).map(|i| format!("c{i}")).collect();
-    env.delete_pods("crash", &gone).await;
+    env.cluster.delete_pods("crash", &gone).await?;
     // Deleted and created again under the same name (a new uid) while the
     // controller is down: the old port must not be taken for the new pod's.
     let recreated = "c1".to_string();
-    let old = env.pods("crash").get(&recreated).await.expect("get c1");
-    env.delete_pods("crash", std::slice::from_ref(&recreated))
-        .await;
-    env.create_pods("crash", vec![pod(&recreated, &[])]).await;
+    let old = env.cluster.pods("crash").get(&recreated).await.expect("get c1");
+    env.cluster.delete_pods("crash", std::slice::from_ref(&recreated))
+        .await?;
+    env.cluster.create_pods("crash", vec![pod(&recreated, &[])]).await?;
 
-    env.start_controller().await;
-    let pods = env.wait_allocated("crash", 500 - gone.len()).await;
+    env.base.start_controller().await?;
+    let pods = env.cluster.wait_allocated("crash", 500 - gone.len()).await?;
     eventually("pods synced after the restart", || async {
-        (env.controller().metric("rovn_pods_synced") == Some(1.0)).then_some(())
+        (env.base.controller().metric("rovn_pods_synced") == Some(1.0)).then_some(())
     })
     .await;
     assert!(
@@ -501,7 +558,7 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
     assert_eq!(macs.len(), pods.len(), "unique MACs");
     eventually("ports and IP resources match the pods", || async {
         let ports = env.pod_ports().await;
-        let ip_count = env.list_ips().await.len();
+        let ip_count = env.cluster.list_ips().await.expect("list IPs").len();
         (ports.len() == pods.len() && ip_count == pods.len()).then_some(())
     })
     .await;
@@ -520,8 +577,8 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() {
         "the new c1's port"
     );
     eventually("crash counts match", || async {
-        (env.subnet_v4_using("crash").await == Some(pods.len() as u128)).then_some(())
+        (env.cluster.subnet_v4_using("crash").await.expect("Subnet status") == Some(pods.len() as u128)).then_some(())
     })
     .await;
-    watch.abort();
+    Ok(())
 }

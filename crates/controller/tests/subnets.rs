@@ -3,52 +3,54 @@
 //! Zed-shaped router with a Neutron network on 10.0.1.0/24 written with
 //! `ovn-nbctl` (`testenv::neutron`).
 
-mod common;
-
 use api::annotations::{CIDR, IP_ADDRESS, LOGICAL_SWITCH};
 use api::condition::{ATTACHED, READY, UNSUPPORTED, VALIDATED, find_condition, is_condition_true};
 use api::{Subnet, SubnetSpec, Vpc, VpcSpec};
-use common::*;
-use controller::subnet::lrp_name;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use testenv::kube::KubeEnv;
-use testenv::neutron::{NeutronNetwork, NeutronRouter};
+use testenv::neutron::{NeutronNetwork, NeutronRouter, NeutronRows};
 use testenv::ovn::OvnEnv;
+use testenv::poll::eventually;
+use testenv::stack::{
+    ControllerEnv, ControllerProcess, subnet_ready as ready, subnet_spec, wait_gone,
+};
+
+// Names the controller gives its rows (product code, grouped here).
+use controller::subnet::lrp_name;
 
 const REPAIRS_ROUTER_PORT: &str = "rovn_ovn_repairs_total{row=\"router-port\"}";
 const REPAIRS_SWITCH_PORT: &str = "rovn_ovn_repairs_total{row=\"switch-port\"}";
 
-/// The test's clients and environments.
+/// The test's environment (OVN with northd, an API server, controllers
+/// started by the test) and its reads of our rows in NB.
 struct Env {
-    ovn: OvnEnv,
-    kube: KubeEnv,
-    client: kube::Client,
+    base: ControllerEnv,
     subnets: Api<Subnet>,
     vpcs: Api<Vpc>,
 }
 
 impl Env {
-    async fn start() -> Self {
-        let ovn = OvnEnv::builder().northd().start().expect("OVN");
-        let kube = KubeEnv::start().expect("kube-apiserver");
-        let client = kube.client().await.expect("client");
-        install_crds(&client).await;
-        Self {
-            subnets: Api::all(client.clone()),
-            vpcs: Api::all(client.clone()),
-            ovn,
-            kube,
-            client,
-        }
+    async fn start(identity: &str) -> anyhow::Result<Self> {
+        let base =
+            ControllerEnv::start_without_controller(OvnEnv::builder().northd(), identity).await?;
+        Ok(Self {
+            subnets: base.cluster.subnets(),
+            vpcs: base.cluster.vpcs(),
+            base,
+        })
+    }
+
+    /// A ready controller named `identity`.
+    async fn controller(&self, identity: &str) -> anyhow::Result<ControllerProcess> {
+        self.base.ready_controller(identity).await
     }
 
     /// `ovn-nbctl` output, trimmed.
     fn nbctl(&self, args: &[&str]) -> String {
-        self.ovn
+        self.base
+            .ovn
             .nbctl(args)
             .unwrap_or_else(|e| panic!("ovn-nbctl {args:?}: {e:#}"))
             .trim()
@@ -116,13 +118,6 @@ impl Env {
             .is_empty()
     }
 
-    async fn create_subnet(&self, name: &str, spec: SubnetSpec) {
-        self.subnets
-            .create(&PostParams::default(), &Subnet::new(name, spec))
-            .await
-            .unwrap_or_else(|e| panic!("create Subnet {name}: {e}"));
-    }
-
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
         self.subnets
             .patch(
@@ -132,27 +127,6 @@ impl Env {
             )
             .await
             .unwrap_or_else(|e| panic!("patch Subnet {name}: {e}"));
-    }
-
-    async fn create_namespace(&self, name: &str) {
-        let ns: Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": name } })).expect("namespace");
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
-    }
-
-    /// Waits until Subnet `name` exists and `check` holds for it.
-    async fn wait_subnet(&self, name: &str, what: &str, check: impl Fn(&Subnet) -> bool) -> Subnet {
-        eventually(&format!("Subnet {name}: {what}"), || async {
-            self.subnets
-                .get_opt(name)
-                .await
-                .expect("GET subnet")
-                .filter(|s| check(s))
-        })
-        .await
     }
 
     /// Waits until Subnet `name` is `Validated=False` with `reason`, then
@@ -167,28 +141,27 @@ impl Env {
         subnet
     }
 
+    /// Waits until Subnet `name` exists and `check` holds for it.
+    async fn wait_subnet(&self, name: &str, what: &str, check: impl Fn(&Subnet) -> bool) -> Subnet {
+        self.base
+            .cluster
+            .wait_subnet(name, what, check)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     /// Waits for a Warning Event with `reason` on Subnet `name`.
     async fn wait_event(&self, name: &str, reason: &str) {
-        let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), "default");
-        eventually(&format!("Event {reason} on Subnet {name}"), || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .expect("list events")
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                        && e.reason.as_deref() == Some(reason)
-                        && e.type_.as_deref() == Some("Warning")
-                })
-        })
-        .await;
+        self.base
+            .cluster
+            .wait_warning("default", name, reason)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Waits until namespace `name` carries the annotations of `subnet`.
     async fn wait_namespace_bound(&self, name: &str, subnet: &str, cidr: &str) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let namespaces: Api<Namespace> = Api::all(self.base.cluster.client().clone());
         eventually(&format!("namespace {name} bound to {subnet}"), || async {
             let ns = namespaces.get(name).await.expect("GET namespace");
             let a = ns.annotations();
@@ -207,49 +180,7 @@ fn condition<'a>(subnet: &'a Subnet, type_: &str) -> Option<&'a api::Condition> 
         .and_then(|s| find_condition(&s.conditions, type_))
 }
 
-fn ready(subnet: &Subnet) -> bool {
-    subnet
-        .status
-        .as_ref()
-        .is_some_and(|s| is_condition_true(&s.conditions, READY))
-}
-
-fn spec(vpc: &str, cidr: &str, namespaces: &[&str]) -> SubnetSpec {
-    SubnetSpec {
-        vpc: Some(vpc.to_string()),
-        cidr_block: cidr.to_string(),
-        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
-        ..SubnetSpec::default()
-    }
-}
-
-/// The Neutron-owned rows of the NB, with the routers' `ports` left out
-/// (adding our router port there is our one allowed write).
-fn neutron_rows_but_router_ports(ovn: &OvnEnv) -> String {
-    let dump = ovn.dump_nb().expect("dump NB");
-    let mut table = String::new();
-    let mut out = String::new();
-    for line in dump.lines() {
-        if !line.starts_with(' ') {
-            table = line.to_string();
-            continue;
-        }
-        if !(line.contains("neutron:")
-            || line.contains("subnet_id")
-            || line.contains("neutron_pg_drop"))
-        {
-            continue;
-        }
-        let mut row: serde_json::Value = serde_json::from_str(line.trim()).expect("dump row");
-        if table == "Logical_Router" {
-            row.as_object_mut().expect("row").remove("ports");
-        }
-        out.push_str(&format!("{table} {row}\n"));
-    }
-    out
-}
-
-async fn wait_metric_at_least(controller: &Controller, name: &str, value: f64) {
+async fn wait_metric_at_least(controller: &ControllerProcess, name: &str, value: f64) {
     eventually(&format!("{name} >= {value}"), || async {
         controller.metric(name).filter(|v| *v >= value).map(|_| ())
     })
@@ -257,22 +188,21 @@ async fn wait_metric_at_least(controller: &Controller, name: &str, value: f64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
-    let env = Env::start().await;
-    let ovn = &env.ovn;
+async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() -> anyhow::Result<()> {
+    let env = Env::start("subnets-seed").await?;
+    let (ovn, cluster) = (&env.base.ovn, &env.base.cluster);
     let mut router = NeutronRouter::create(ovn, "router1").expect("router1");
     let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
     let iface = router.add_interface(ovn, &net1).expect("interface");
     let r1 = router.lr_name();
     let net2_lrp = lrp_name("net2", &r1);
-    let neutron_before = neutron_rows_but_router_ports(ovn);
+    let mut neutron = NeutronRows::snapshot(ovn)?;
 
-    let controller = Controller::start(ovn, &env.kube, "subnets-a");
-    controller.wait_ready().await;
-    wait_vpc(&env.vpcs, &r1, "imported", |_| true).await;
-    env.create_namespace("net2").await;
-    env.create_subnet("net2", spec(&r1, "10.0.2.0/24", &["net2"]))
-        .await;
+    let controller = env.controller("subnets-a").await?;
+    cluster.wait_vpc(&r1, "imported", |_| true).await?;
+    cluster.create_namespace("net2").await?;
+    cluster.create_subnet("net2", subnet_spec(Some(&r1), "10.0.2.0/24", &["net2"]))
+        .await?;
     let subnet = env.wait_subnet("net2", "Ready", ready).await;
 
     // The switch, the router-type port and the router port, all ours.
@@ -325,11 +255,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     let mut expected = vec![lrp.clone(), neutron_lrp[0].clone()];
     expected.sort();
     assert_eq!(ports, expected, "router ports: Neutron's and ours");
-    assert_eq!(
-        neutron_rows_but_router_ports(ovn),
-        neutron_before,
-        "a Neutron row other than the router's ports changed"
-    );
+    neutron.assert_unchanged(ovn, "after the attachment");
 
     // Status: counts, conditions, the Neutron port-security note.
     let status = subnet.status.clone().expect("status");
@@ -426,8 +352,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     // with the same MAC.
     drop(controller);
     env.nbctl(&["lrp-del", &net2_lrp]);
-    let controller = Controller::start(ovn, &env.kube, "subnets-b");
-    controller.wait_ready().await;
+    let controller = env.controller("subnets-b").await?;
     let again = eventually("router port restored after restart", || async {
         env.ours("Logical_Router_Port", &net2_lrp, "net2")
             .filter(|uuid| env.router_ports(&r1).contains(uuid))
@@ -451,8 +376,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         "rovn-net2-lsp",
         "options:router-port=rovn-net2-lrp",
     ]);
-    let controller = Controller::start(ovn, &env.kube, "subnets-c");
-    controller.wait_ready().await;
+    let mut controller = env.controller("subnets-c").await?;
     eventually("outdated router port replaced", || async {
         let current = env.ours("Logical_Router_Port", &net2_lrp, "net2")?;
         let ports = env.router_ports(&r1);
@@ -479,10 +403,10 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     // Neutron deletes the router: detached with RouterMissing; re-created
     // (same id): attached again.
     let router_id = router.id.clone();
-    router
-        .remove_interface(ovn, &iface)
-        .expect("remove interface");
-    router.delete(ovn).expect("delete router");
+    neutron.neutron_writes(ovn, "delete router1", || {
+        router.remove_interface(ovn, &iface)?;
+        router.delete(ovn)
+    })?;
     env.wait_subnet("net2", "Attached=False RouterMissing", |s| {
         condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "RouterMissing")
             && !ready(s)
@@ -493,7 +417,9 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
         "switch kept"
     );
     env.wait_event("net2", "RouterMissing").await;
-    let router = NeutronRouter::create_with_id(ovn, &router_id, "router1").expect("router again");
+    let router = neutron.neutron_writes(ovn, "re-create router1", || {
+        NeutronRouter::create_with_id(ovn, &router_id, "router1")
+    })?;
     assert_eq!(router.lr_name(), r1);
     env.wait_subnet("net2", "re-attached", |s| {
         ready(s) && condition(s, ATTACHED).is_some_and(|c| c.is_true())
@@ -505,39 +431,38 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() {
     assert_eq!(env.router_ports(&r1), vec![lrp]);
 
     // Deletion removes exactly our rows; the Neutron router stays.
-    let neutron_before = neutron_rows_but_router_ports(ovn);
     env.subnets
         .delete("net2", &DeleteParams::default())
         .await
         .expect("delete net2");
-    wait_gone(&env.subnets, "net2").await;
+    wait_gone(&env.subnets, "net2").await?;
     assert!(!env.any_rows_of("net2"), "rows of net2 left in OVN");
     assert!(env.router_ports(&r1).is_empty());
-    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
-    controller.terminate();
+    neutron.assert_unchanged(ovn, "after deleting net2");
+    controller.process.terminate()?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_subnets_are_refused_before_any_ovn_write() {
-    let env = Env::start().await;
-    let ovn = &env.ovn;
+async fn invalid_subnets_are_refused_before_any_ovn_write() -> anyhow::Result<()> {
+    let env = Env::start("subnets-invalid").await?;
+    let (ovn, cluster) = (&env.base.ovn, &env.base.cluster);
     let mut router = NeutronRouter::create(ovn, "router1").expect("router1");
     let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
     router.add_interface(ovn, &net1).expect("interface");
     let r1 = router.lr_name();
-    let controller = Controller::start(ovn, &env.kube, "subnets-invalid");
-    controller.wait_ready().await;
-    wait_vpc(&env.vpcs, &r1, "imported", |_| true).await;
+    let controller = env.controller("subnets-invalid").await?;
+    cluster.wait_vpc(&r1, "imported", |_| true).await?;
 
     // A valid Subnet bound to namespace shared, on the Neutron router.
-    env.create_subnet(
+    cluster.create_subnet(
         "sa",
         SubnetSpec {
             nat_outgoing: true,
-            ..spec(&r1, "10.0.6.0/24", &["shared"])
+            ..subnet_spec(Some(&r1), "10.0.6.0/24", &["shared"])
         },
     )
-    .await;
+    .await?;
     let sa = env.wait_subnet("sa", "Ready", ready).await;
     let unsupported = condition(&sa, UNSUPPORTED).expect("Unsupported");
     assert!(
@@ -546,15 +471,15 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     );
     let ports_before = env.router_ports(&r1);
     assert_eq!(ports_before.len(), 2);
-    let neutron_before = neutron_rows_but_router_ports(ovn);
+    let neutron = NeutronRows::snapshot(ovn)?;
 
     let refused = [
-        ("bad-cidr", spec(&r1, "10.0.2.0/33", &[]), "InvalidCidr"),
+        ("bad-cidr", subnet_spec(Some(&r1), "10.0.2.0/33", &[]), "InvalidCidr"),
         (
             "bad-gateway",
             SubnetSpec {
                 gateway: Some("10.0.4.1".to_string()),
-                ..spec(&r1, "10.0.3.0/24", &[])
+                ..subnet_spec(Some(&r1), "10.0.3.0/24", &[])
             },
             "InvalidGateway",
         ),
@@ -562,7 +487,7 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
             "exclude-outside",
             SubnetSpec {
                 exclude_ips: vec!["10.0.9.5".to_string()],
-                ..spec(&r1, "10.0.5.0/24", &[])
+                ..subnet_spec(Some(&r1), "10.0.5.0/24", &[])
             },
             "InvalidExcludeIps",
         ),
@@ -570,38 +495,38 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
             "exclude-malformed",
             SubnetSpec {
                 exclude_ips: vec!["10.0.5.x..10.0.5.9".to_string()],
-                ..spec(&r1, "10.0.5.0/24", &[])
+                ..subnet_spec(Some(&r1), "10.0.5.0/24", &[])
             },
             "InvalidExcludeIps",
         ),
         (
             "unknown-vpc",
-            spec("no-such-vpc", "10.0.7.0/24", &[]),
+            subnet_spec(Some("no-such-vpc"), "10.0.7.0/24", &[]),
             "UnknownVpc",
         ),
         (
             "overlaps-neutron",
-            spec(&r1, "10.0.1.0/25", &[]),
+            subnet_spec(Some(&r1), "10.0.1.0/25", &[]),
             "CidrOverlapsRouterNetwork",
         ),
         (
             "overlaps-sa",
-            spec(&r1, "10.0.6.128/25", &[]),
+            subnet_spec(Some(&r1), "10.0.6.128/25", &[]),
             "CidrOverlapsSubnet",
         ),
         (
             "overlaps-ns",
-            spec("ovn-cluster", "10.0.6.0/24", &["shared"]),
+            subnet_spec(Some("ovn-cluster"), "10.0.6.0/24", &["shared"]),
             "CidrOverlapsNamespaceSubnet",
         ),
         (
             "neutron-1f0d3f2e-6a7b-4c8d-9e0f-112233445566",
-            spec(&r1, "10.0.8.0/24", &[]),
+            subnet_spec(Some(&r1), "10.0.8.0/24", &[]),
             "ReservedName",
         ),
     ];
     for (name, spec, _) in &refused {
-        env.create_subnet(name, spec.clone()).await;
+        cluster.create_subnet(name, spec.clone()).await?;
     }
     for (name, _, reason) in &refused {
         let subnet = env.wait_refused(name, reason).await;
@@ -647,8 +572,7 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     );
     // Also across a restart: the accepted configuration is recorded.
     drop(controller);
-    let controller = Controller::start(ovn, &env.kube, "subnets-invalid-2");
-    controller.wait_ready().await;
+    let mut controller = env.controller("subnets-invalid-2").await?;
     env.patch_spec("sa", json!({ "cidrBlock": "10.0.1.0/26" }))
         .await;
     env.wait_subnet("sa", "still refused, previous configuration kept", |s| {
@@ -682,8 +606,8 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     // A switch of that name exists and is not ours: left alone.
     env.nbctl(&["ls-add", "taken"]);
     let foreign = env.nbctl(&["list", "Logical_Switch", "taken"]);
-    env.create_subnet("taken", spec(&r1, "10.0.11.0/24", &[]))
-        .await;
+    cluster.create_subnet("taken", subnet_spec(Some(&r1), "10.0.11.0/24", &[]))
+        .await?;
     env.wait_subnet("taken", "NameTaken", |s| {
         condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "NameTaken")
     })
@@ -699,10 +623,10 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
     );
 
     // Two overlapping Subnets created at once: exactly one is accepted.
-    env.create_subnet("race-a", spec(&r1, "10.0.10.0/24", &[]))
-        .await;
-    env.create_subnet("race-b", spec(&r1, "10.0.10.0/25", &[]))
-        .await;
+    cluster.create_subnet("race-a", subnet_spec(Some(&r1), "10.0.10.0/24", &[]))
+        .await?;
+    cluster.create_subnet("race-b", subnet_spec(Some(&r1), "10.0.10.0/25", &[]))
+        .await?;
     let settled = |s: &Subnet| ready(s) || condition(s, VALIDATED).is_some_and(|c| !c.is_true());
     let a = env.wait_subnet("race-a", "settled", settled).await;
     let b = env.wait_subnet("race-b", "settled", settled).await;
@@ -732,19 +656,19 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() {
         ),
         "10.0.3.254/24"
     );
-    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
-    controller.terminate();
+    neutron.assert_unchanged(ovn, "after every refusal and fix");
+    controller.process.terminate()?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
-    let env = Env::start().await;
-    let ovn = &env.ovn;
+async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() -> anyhow::Result<()> {
+    let env = Env::start("subnets-move").await?;
+    let (ovn, cluster) = (&env.base.ovn, &env.base.cluster);
     let router = NeutronRouter::create(ovn, "router-a").expect("router-a");
     let ra = router.lr_name();
-    let controller = Controller::start(ovn, &env.kube, "subnets-move");
-    controller.wait_ready().await;
-    wait_vpc(&env.vpcs, &ra, "imported", |_| true).await;
+    let controller = env.controller("subnets-move").await?;
+    cluster.wait_vpc(&ra, "imported", |_| true).await?;
     env.vpcs
         .create(
             &PostParams::default(),
@@ -752,17 +676,17 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
         )
         .await
         .expect("create vpc-b");
-    wait_vpc(&env.vpcs, "vpc-b", "Ready", |v| {
+    cluster.wait_vpc("vpc-b", "Ready", |v| {
         v.status
             .as_ref()
             .is_some_and(|s| is_condition_true(&s.conditions, READY))
     })
-    .await;
-    let neutron_before = neutron_rows_but_router_ports(ovn);
-    env.create_namespace("mv-ns").await;
-    env.create_namespace("mv-ns2").await;
-    env.create_subnet("mv", spec(&ra, "10.0.7.0/24", &["mv-ns"]))
-        .await;
+    .await?;
+    let neutron = NeutronRows::snapshot(ovn)?;
+    cluster.create_namespace("mv-ns").await?;
+    cluster.create_namespace("mv-ns2").await?;
+    cluster.create_subnet("mv", subnet_spec(Some(&ra), "10.0.7.0/24", &["mv-ns"]))
+        .await?;
     env.wait_subnet("mv", "Ready", ready).await;
     env.wait_namespace_bound("mv-ns", "mv", "10.0.7.0/24").await;
     let lrp = env
@@ -772,7 +696,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     assert_eq!(env.router_ports(&ra), vec![lrp.clone()]);
 
     // An address holder: a pod (no kubelet here: it stays Pending).
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "mv-ns");
+    let pods: Api<Pod> = cluster.pods("mv-ns");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": { "name": "web" },
         "spec": { "nodeName": "node-1", "containers": [{ "name": "c", "image": "x" }] },
@@ -862,8 +786,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     // on vpc-b and taken off.
     drop(controller);
     env.patch_spec("mv", json!({ "vpc": "vpc-x" })).await;
-    let controller = Controller::start(ovn, &env.kube, "subnets-move-2");
-    controller.wait_ready().await;
+    let mut controller = env.controller("subnets-move-2").await?;
     env.wait_subnet("mv", "detached: no router for vpc-x", |s| {
         condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "RouterNotReady")
     })
@@ -895,7 +818,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
         vec![lrp.clone()],
         "one router port of mv"
     );
-    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
+    neutron.assert_unchanged(ovn, "after the moves");
 
     // The pod kept its address and its port on the switch.
     let pod = pods.get("web").await.expect("GET pod");
@@ -924,7 +847,8 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
         .await;
 
     // Deletion waits for the address holder.
-    env.kube
+    env.base
+        .kube
         .kubectl(&["delete", "subnet", "mv", "--wait=false"])
         .expect("kubectl delete subnet");
     env.wait_subnet("mv", "DeletionBlocked", |s| {
@@ -938,9 +862,10 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() {
     pods.delete("web", &DeleteParams::default().grace_period(0))
         .await
         .expect("delete pod");
-    wait_gone(&env.subnets, "mv").await;
+    wait_gone(&env.subnets, "mv").await?;
     assert!(!env.any_rows_of("mv"), "rows of mv left in OVN");
     assert!(env.router_ports(&ra).is_empty());
-    assert_eq!(neutron_rows_but_router_ports(ovn), neutron_before);
-    controller.terminate();
+    neutron.assert_unchanged(ovn, "after deleting mv");
+    controller.process.terminate()?;
+    Ok(())
 }

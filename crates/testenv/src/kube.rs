@@ -22,10 +22,8 @@
 //! new client for the calling tokio runtime.
 
 mod certs;
-pub(crate) mod daemon;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -35,7 +33,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
 use certs::Certs;
-use daemon::KubeDaemon;
+use crate::http::http_get;
+use crate::process::{Daemon, DaemonSpec};
 
 /// How long etcd and the API server get to become ready (a cold start on two
 /// cores takes a few seconds).
@@ -95,8 +94,8 @@ fn find_k8s_bins() -> Result<PathBuf> {
 pub struct KubeEnv {
     // Field order is drop order: the API server stops before etcd, the
     // directory goes last.
-    apiserver: KubeDaemon,
-    etcd: KubeDaemon,
+    apiserver: Daemon,
+    etcd: Daemon,
     server_url: String,
     kubeconfig: PathBuf,
     kubectl: PathBuf,
@@ -213,16 +212,16 @@ impl KubeEnv {
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the daemon binds it later).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Starts `start` up to [`PORT_ATTEMPTS`] times while it loses port races.
 fn retry_port_races<T>(
-    mut start: impl FnMut() -> Result<(KubeDaemon, T)>,
+    mut start: impl FnMut() -> Result<(Daemon, T)>,
     what: &str,
-) -> Result<(KubeDaemon, T)> {
+) -> Result<(Daemon, T)> {
     let mut attempt = 1;
     loop {
         match start() {
@@ -249,12 +248,12 @@ impl std::error::Error for PortRace {}
 
 /// Waits until `daemon` is ready, turning an exit after a lost port race into [`PortRace`].
 fn wait_ready_or_port_race<T>(
-    daemon: &mut KubeDaemon,
+    daemon: &mut Daemon,
     what: &str,
     probe: impl FnMut() -> Option<T>,
 ) -> Result<T> {
     daemon.wait_ready(READY_TIMEOUT, what, probe).map_err(|e| {
-        if daemon.check_running().is_err() && daemon.lost_port_race() {
+        if daemon.check_running().is_err() && lost_port_race(daemon) {
             anyhow::Error::new(PortRace).context(e.to_string())
         } else {
             e
@@ -263,7 +262,7 @@ fn wait_ready_or_port_race<T>(
 }
 
 /// Starts etcd (plain HTTP on loopback, no fsync) and returns it with its client URL.
-fn start_etcd(dir: &Path, bins: &Path) -> Result<(KubeDaemon, String)> {
+fn start_etcd(dir: &Path, bins: &Path) -> Result<(Daemon, String)> {
     retry_port_races(
         || {
             let client_port = free_port()?;
@@ -283,9 +282,11 @@ fn start_etcd(dir: &Path, bins: &Path) -> Result<(KubeDaemon, String)> {
                 "--unsafe-no-fsync".into(),
                 "--log-level=warn".into(),
             ];
-            let mut etcd = KubeDaemon::spawn("etcd", dir, &bins.join("etcd"), &args)?;
+            let mut etcd =
+                Daemon::spawn(DaemonSpec::new("etcd", dir, bins.join("etcd")).args(args))?;
             wait_ready_or_port_race(&mut etcd, "etcd /health", || {
-                http_get_ok(client_port, "/health", "\"health\":\"true\"")
+                let (_, body) = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)), "/health")?;
+                body.contains("\"health\":\"true\"").then_some(())
             })?;
             Ok((etcd, client_url))
         },
@@ -293,14 +294,10 @@ fn start_etcd(dir: &Path, bins: &Path) -> Result<(KubeDaemon, String)> {
     )
 }
 
-/// Plain HTTP GET on loopback; `Some` when the response contains `expect`.
-fn http_get_ok(port: u16, path: &str, expect: &str) -> Option<()> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.contains(expect).then_some(())
+/// Whether `daemon`'s output says an address was already in use (a port race).
+fn lost_port_race(daemon: &Daemon) -> bool {
+    std::fs::read_to_string(daemon.spec().output_file())
+        .is_ok_and(|log| log.contains("address already in use"))
 }
 
 /// Starts the API server, writes the kubeconfig and waits for `/readyz`.
@@ -309,7 +306,7 @@ fn start_apiserver(
     bins: &Path,
     certs: &Certs,
     etcd_url: &str,
-) -> Result<(KubeDaemon, String, PathBuf)> {
+) -> Result<(Daemon, String, PathBuf)> {
     let kubeconfig = dir.join("kubeconfig");
     let (apiserver, server_url) = retry_port_races(
         || {
@@ -336,8 +333,9 @@ fn start_apiserver(
                 "--profiling=false".into(),
                 "--v=1".into(),
             ];
-            let mut apiserver =
-                KubeDaemon::spawn("kube-apiserver", dir, &bins.join("kube-apiserver"), &args)?;
+            let mut apiserver = Daemon::spawn(
+                DaemonSpec::new("kube-apiserver", dir, bins.join("kube-apiserver")).args(args),
+            )?;
             let kubectl = bins.join("kubectl");
             wait_ready_or_port_race(&mut apiserver, "kube-apiserver /readyz", || {
                 // Cheap TCP check first; kubectl only once the port is open.

@@ -1,14 +1,36 @@
 //! Test environments built from real components: OVN/OVS daemons in temp dirs
-//! (`ovn`), certificates from `ovs-pki` (`pki`), and, with the `kube` feature,
-//! a real etcd + kube-apiserver (`kube`); and the rovn processes of a whole node stack
-//! with a Neutron tenant, shared by the local lab and the end-to-end tests (`stack`); the raw
-//! OVSDB writer benchmarks compare against (`raw_writer`).
+//! (`ovn`), certificates from `ovs-pki` (`pki`), pods and VMs as network namespaces
+//! (`netns`), Neutron's rows and the check that rovn never changes them (`neutron`), and,
+//! with the `kube` feature, a real etcd + kube-apiserver (`kube`); the rovn processes of a
+//! whole stack and the Kubernetes side around them, shared by the controller's and the
+//! agent's tests, the benchmarks and the local lab (`stack`); the raw OVSDB writer
+//! benchmarks compare against (`raw_writer`).
+//!
+//! Underneath: every process the environments start (`process`) and the one poll helper
+//! every wait uses (`poll`).
 
+#[cfg(feature = "kube")]
+mod http;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod netns;
 pub mod neutron;
 pub mod ovn;
 pub mod pki;
+pub mod poll;
+pub mod process;
 pub mod raw_writer;
 pub mod stack;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A name unique to this test process, e.g. for a namespace, a container id or a
+/// controller identity: `<prefix>-<pid>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::ovn::process::run_plain;
+use crate::process::run_plain;
 
 /// Distinguishes namespaces and interfaces made by one test process.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);

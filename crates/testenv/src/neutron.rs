@@ -16,12 +16,17 @@
 //! sg.add_rule_allowing(&env, "10.0.2.0/24")?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`NeutronRows`] proves rovn never changes a row Neutron owns.
+
+mod rows;
 
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::ovn::OvnEnv;
+pub use rows::{NeutronRows, neutron_rows};
 
 /// Neutron's default project in the fixtures (`neutron:project_id`).
 pub const PROJECT_ID: &str = "9d8a5bd1d2ba4c2e9b1f3a7e5c6d4b21";

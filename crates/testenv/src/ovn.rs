@@ -17,21 +17,21 @@
 //! dropping the environment stops exactly the processes it started.
 
 mod chassis;
-pub(crate) mod process;
 mod server;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::netns::{Bridge, Nic, Workload};
+use crate::poll::wait_until;
 use crate::pki::Pki;
 use chassis::{Chassis, Placement};
-use process::{Daemon, DaemonSpec, run_tool};
+use crate::process::{Daemon, DaemonSpec, run_tool};
 use server::{Listeners, OvsdbCluster, OvsdbServer};
 
 const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
@@ -44,25 +44,6 @@ const TOOL_TIMEOUT: &str = "--timeout=30";
 
 /// How long daemons get to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Polls `probe` every 20 ms until it returns `Some`, for at most `timeout`.
-/// The error names `what` was awaited.
-pub fn wait_until<T>(
-    timeout: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return Ok(value);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A daemon of the environment, for [`OvnEnv::appctl`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +71,7 @@ pub struct OvnEnvBuilder {
     nb_tcp: bool,
     nb_ssl: bool,
     nb_cluster: Option<usize>,
+    nb_schema: Option<String>,
     sb: bool,
     northd: bool,
     chassis: Option<String>,
@@ -114,6 +96,13 @@ impl OvnEnvBuilder {
     /// a standalone server.
     pub fn nb_cluster(mut self, members: usize) -> Self {
         self.nb_cluster = Some(members);
+        self
+    }
+
+    /// NB's database is made from the schema file `path` instead of the installed
+    /// `ovn-nb.ovsschema` (e.g. an older schema lacking a column).
+    pub fn nb_schema(mut self, path: &Path) -> Self {
+        self.nb_schema = Some(path.display().to_string());
         self
     }
 
@@ -162,18 +151,19 @@ impl OvnEnvBuilder {
         } else {
             None
         };
+        let nb_schema = self.nb_schema.as_deref().unwrap_or(NB_SCHEMA);
         let nb = match self.nb_cluster {
             Some(members) => Nb::Cluster(OvsdbCluster::start(
                 "nb",
                 &dir.path().join("nb"),
-                NB_SCHEMA,
+                nb_schema,
                 NB_DB,
                 members,
             )?),
             None => Nb::Standalone(Box::new(OvsdbServer::start_standalone(
                 "nb",
                 &dir.path().join("nb"),
-                NB_SCHEMA,
+                nb_schema,
                 NB_DB,
                 Listeners {
                     tcp: self.nb_tcp,

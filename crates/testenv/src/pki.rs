@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tempfile::TempDir;
 
-use crate::ovn::process::run_tool;
+use crate::process::run_tool;
 
 /// The three files one side of a TLS connection needs, in the form
 /// `ovsdb-server`/`ovn-nbctl` take them (`--private-key`, `--certificate`,

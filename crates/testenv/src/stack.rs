@@ -1,32 +1,49 @@
-//! The rovn side of a whole node stack, shared by the local lab (`rovn-lab`) and the
-//! end-to-end tests: the workspace binaries ([`workspace_bin`]), `rovn-controller` and
-//! `rovn-agent` as child processes with their log files ([`ControllerProcess`],
-//! [`AgentProcess`]), `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]),
-//! a Neutron tenant with its VM bound on the chassis ([`Tenant`]) and the pods a kubelet
-//! would run ([`create_namespace`], [`create_pod`]). Needs the `kube` feature.
+//! The rovn side of a whole stack, shared by the controller's, the agent's and the CLI's
+//! end-to-end tests, the benchmarks and the local lab (`rovn-lab`):
+//!
+//! - the workspace binaries ([`workspace_bin`]) and where tests keep their logs
+//!   ([`kept_log_dir`]);
+//! - `rovn-controller` and `rovn-agent` as child processes with their log files, signals,
+//!   readiness and the controller's metrics ([`ControllerProcess`], [`AgentProcess`],
+//!   [`RovnProcess`]);
+//! - the API server through an admin client: namespaces, pods in bulk, `Vpc`/`Subnet`/`IP`
+//!   resources, Events, and waits on them ([`Cluster`]); pods as a user makes them and the
+//!   allocation the controller writes on them ([`pod`], [`Allocation`], [`AnnotationLog`]);
+//! - the controller's whole world for its tests: OVN, an API server of its own and the
+//!   controller ([`ControllerEnv`]);
+//! - `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]);
+//! - a Neutron tenant with its VM bound on the chassis ([`Tenant`]).
+//!
+//! Needs the `kube` feature.
 //!
 //! ```no_run
-//! # fn main() -> anyhow::Result<()> {
+//! # async fn demo() -> anyhow::Result<()> {
 //! use testenv::ovn::OvnEnv;
-//! use testenv::stack::Tenant;
-//! let env = OvnEnv::builder().chassis("node-1").start()?;
-//! let tenant = Tenant::create(&env, "a", "10.0.1.0/24", "10.0.1.50")?;
-//! // The VM is a network namespace; the Neutron router answers on the gateway address.
-//! let gateway_answers = tenant.vm.ping("10.0.1.1");
-//! # let _ = gateway_answers;
+//! use testenv::stack::{ControllerEnv, Tenant, pod};
+//! let env = ControllerEnv::start(OvnEnv::builder().chassis("node-1"), "test").await?;
+//! let tenant = Tenant::create(&env.ovn, "a", "10.0.1.0/24", "10.0.1.50")?;
+//! env.cluster
+//!     .wait_vpc(&tenant.router.lr_name(), "imported", |v| v.status.is_some())
+//!     .await?;
+//! env.cluster.create_namespace("net2").await?;
+//! env.cluster.create_pods("net2", vec![pod("web", "node-1", &[])]).await?;
 //! # Ok(()) }
 //! ```
 
 #![cfg(feature = "kube")]
 
 mod binaries;
+mod cluster;
 mod cni;
+mod controller_env;
 mod pods;
 mod process;
 mod tenant;
 
-pub use binaries::workspace_bin;
+pub use binaries::{kept_log_dir, workspace_bin};
+pub use cluster::{Cluster, subnet_ready, subnet_spec, wait_gone};
 pub use cni::{Attachment, CniRun};
-pub use pods::{create_namespace, create_pod};
-pub use process::{AgentProcess, ControllerProcess, RovnProcess};
+pub use controller_env::ControllerEnv;
+pub use pods::{Allocation, AnnotationLog, allocated, allocation, pod};
+pub use process::{AgentProcess, ControllerOptions, ControllerProcess, RovnProcess};
 pub use tenant::Tenant;

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use testenv::netns::{Netns, Nic};
-use testenv::ovn::{Component, OvnEnv, wait_until};
+use testenv::ovn::{Component, OvnEnv};
+use testenv::poll::wait_until;
 use testenv::pki::Pki;
 
 /// Whether a process with this pid exists and is not a zombie.
@@ -89,19 +90,6 @@ fn ssl_listener_accepts_the_pki_client_certificate() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "stranger accepted: {out:?}");
-}
-
-#[test]
-fn wait_until_names_what_it_waited_for() {
-    let err = wait_until(Duration::from_millis(50), "the impossible", || None::<()>).unwrap_err();
-    assert!(err.to_string().contains("the impossible"), "{err}");
-    let mut calls = 0;
-    let value = wait_until(Duration::from_secs(5), "three calls", || {
-        calls += 1;
-        (calls == 3).then_some(calls)
-    })
-    .unwrap();
-    assert_eq!(value, 3);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::process::{Daemon, DaemonSpec, run_plain, run_tool};
+use crate::process::{Daemon, DaemonSpec, run_plain, run_tool};
 use super::server::{Listeners, OvsdbServer};
 use crate::netns::{Bridge, Netns};
 

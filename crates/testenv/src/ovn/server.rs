@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::process::{Daemon, DaemonSpec, run_tool};
-use super::wait_until;
+use crate::process::{Daemon, DaemonSpec, run_tool};
+use crate::poll::wait_until;
 use crate::pki::TlsFiles;
 
 /// How long a server gets to answer after it is started.
@@ -115,7 +115,7 @@ impl OvsdbServer {
     fn add_listener(&mut self, remote: &str) -> Result<u16> {
         let before = self.listening_ports().len();
         self.appctl(&["ovsdb-server/add-remote", remote])?;
-        let log = self.daemon.spec().log.clone();
+        let log = self.log_file();
         wait_until(
             READY_TIMEOUT,
             &format!("{} listening on {remote}", self.name),
@@ -125,7 +125,12 @@ impl OvsdbServer {
     }
 
     fn listening_ports(&self) -> Vec<u16> {
-        Self::ports_in_log(&self.daemon.spec().log)
+        Self::ports_in_log(&self.log_file())
+    }
+
+    /// The server's `--log-file`.
+    fn log_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
     }
 
     fn ports_in_log(log: &Path) -> Vec<u16> {

@@ -1,11 +1,13 @@
 //! The binaries of the workspace (`rovn-controller`, `rovn-agent`, `rovn-cni`, `rovnctl`),
-//! found next to the running executable and brought up to date by `cargo build` first, so a
-//! test never runs a binary older than the sources.
+//! found next to the running executable and brought up to date by `cargo build` first (once
+//! per process), so a test never runs a binary older than the sources; and the directory
+//! where tests keep their rovn processes' logs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// The cargo profile directory the running executable belongs to: its own directory, or
 /// the parent of `deps/` for test and bench executables.
@@ -25,10 +27,37 @@ fn profile_dir() -> Result<PathBuf> {
 /// running executable (where `cargo build --bins` and `cargo test --workspace` put it),
 /// after `cargo build --workspace --all-targets` into that same target directory and profile
 /// (a no-op when it is up to date; without it, `cargo test -p agent` would run whatever
-/// `rovn-controller` an earlier build left there).
+/// `rovn-controller` an earlier build left there). The build runs once per process.
 pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_workspace().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("building {package}'s {bin}"))?;
+    let path = profile_dir()?.join(bin);
+    if !path.is_file() {
+        bail!("{} is missing after cargo build", path.display());
+    }
+    Ok(path)
+}
+
+/// The directory where tests keep the logs of the rovn processes they start, for failure
+/// analysis after the test: `<target dir>/tmp/rovn-logs` (cargo's `CARGO_TARGET_TMPDIR`).
+pub fn kept_log_dir() -> Result<PathBuf> {
+    let dir = profile_dir()?
+        .parent()
+        .context("the profile directory has no parent target directory")?
+        .join("tmp")
+        .join("rovn-logs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `cargo build --workspace --all-targets` into the running executable's target directory
+/// and profile.
+fn build_workspace() -> Result<()> {
     let dir = profile_dir()?;
-    let path = dir.join(bin);
     let target_dir = dir
         .parent()
         .with_context(|| format!("{} has no parent target directory", dir.display()))?;
@@ -57,12 +86,9 @@ pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
     }
     let status = build.status().context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --workspace --all-targets (for {package}'s {bin}) failed ({status})");
+        bail!("cargo build --workspace --all-targets failed ({status})");
     }
-    if !path.is_file() {
-        bail!("{} is missing after cargo build", path.display());
-    }
-    Ok(path)
+    Ok(())
 }
 
 /// The workspace's root directory (this crate is `crates/testenv` in it).
