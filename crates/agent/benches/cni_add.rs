@@ -9,17 +9,14 @@
 //! SB, a chassis whose userspace `ovs-vswitchd` runs in the initial network namespace (the
 //! agent's default: no `--host-netns`), the `rovn-agent` and `rovn-cni` binaries.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::{Allocation, annotate_pod, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, Attachment, create_namespace, create_pod};
+use testenv::stack::{AgentProcess, Allocation, Attachment, Cluster};
+use testenv::unique_name as unique;
 
 const NODE: &str = "bench-node";
 
@@ -107,13 +104,14 @@ fn report(group: &str, pods: &[BenchPod], add: Vec<Duration>, agent: &AgentProce
 
 async fn run(sequential: usize, parallel: usize) {
     let kube = KubeEnv::shared().expect("kube env");
-    let client = kube.client().await.expect("kube client");
+    let cluster = Cluster::connect(kube).await.expect("kube client");
     let env = tokio::task::spawn_blocking(|| OvnEnv::builder().chassis_in_host_netns(NODE).start())
         .await
         .unwrap()
         .expect("OVN env");
     let namespace = unique("bench");
-    create_namespace(&client, &namespace)
+    cluster
+        .create_namespace(&namespace)
         .await
         .expect("create namespace");
     env.nbctl(&["ls-add", "net2"]).unwrap();
@@ -132,22 +130,24 @@ async fn run(sequential: usize, parallel: usize) {
         let name = format!("pod-{i}");
         let ip = format!("10.0.{}.{}", 2 + i / 200, 10 + i % 200);
         let mac = format!("0a:72:00:00:{:02x}:{:02x}", i / 256, i % 256);
-        create_pod(&client, &namespace, &name, NODE)
+        cluster
+            .create_pod(&namespace, &name, NODE)
             .await
             .expect("create pod");
-        annotate_pod(
-            &client,
-            &namespace,
-            &name,
-            &Allocation {
-                ip: ip.clone(),
-                mac: mac.clone(),
-                cidr: "10.0.0.0/16".into(),
-                gateway: "10.0.0.1".into(),
-                logical_switch: "net2".into(),
-            },
-        )
-        .await;
+        cluster
+            .annotate_pod(
+                &namespace,
+                &name,
+                &Allocation {
+                    ip: ip.clone(),
+                    mac: mac.clone(),
+                    cidr: "10.0.0.0/16".into(),
+                    gateway: "10.0.0.1".into(),
+                    logical_switch: "net2".into(),
+                },
+            )
+            .await
+            .expect("annotate pod");
         let lsp = format!("{name}.{namespace}");
         nbctl.extend(
             [

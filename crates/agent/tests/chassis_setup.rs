@@ -3,59 +3,26 @@
 //! a real `ovs-vswitchd` and `ovn-controller` started on that database then register the
 //! chassis in SB. A restart keeps the existing `system-id` and bridge.
 
-mod support;
-
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::run;
 use testenv::netns::Netns;
-use testenv::ovn::{OvnEnv, wait_until};
+use testenv::ovn::OvnEnv;
+use testenv::poll::wait_until;
+use testenv::process::{Daemon, DaemonSpec, run};
 use testenv::stack::AgentProcess;
 
-/// A daemon started by this test, killed on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `program args` with its run and log directories in `dir`.
-fn daemon(dir: &Path, name: &str, program: &str, args: &[String]) -> Daemon {
-    let child = Command::new(program)
-        .args(args)
-        .env("OVS_RUNDIR", dir)
-        .env("OVS_LOGDIR", dir)
-        .env("OVS_DBDIR", dir)
-        .env("OVN_RUNDIR", dir)
-        .env("OVN_LOGDIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join(format!("{name}.stderr"))).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    Daemon(child)
-}
-
-fn standard_args(dir: &Path, name: &str) -> Vec<String> {
-    vec![
-        format!("--pidfile={}", dir.join(format!("{name}.pid")).display()),
-        format!("--log-file={}", dir.join(format!("{name}.log")).display()),
-    ]
-}
+/// How long a daemon of this test gets to be ready (a hang guard).
+const READY: Duration = Duration::from_secs(60);
 
 fn vsctl(remote: &str, args: &[&str]) -> String {
     let db = format!("--db={remote}");
     let mut argv = vec![db.as_str(), "--timeout=30"];
     argv.extend_from_slice(args);
-    let (ok, out) = run("ovs-vsctl", &argv);
-    assert!(ok, "ovs-vsctl {args:?} failed");
-    out.trim().to_owned()
+    run("ovs-vsctl", &argv)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .trim()
+        .to_owned()
 }
 
 /// A kubeconfig for an API server the agent never needs to reach in this test (set-up
@@ -99,38 +66,37 @@ fn sets_up_a_working_chassis_and_keeps_it_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let db = dir.join("conf.db");
-    let (ok, _) = run(
+    run(
         "ovsdb-tool",
         &[
             "create",
             db.to_str().unwrap(),
             "/usr/share/openvswitch/vswitch.ovsschema",
         ],
-    );
-    assert!(ok, "ovsdb-tool create failed");
+    )
+    .expect("ovsdb-tool create");
     let socket = dir.join("ovs.sock");
     let remote = format!("unix:{}", socket.display());
-    let mut args = vec![
-        db.display().to_string(),
-        format!("--remote=punix:{}", socket.display()),
-        format!("--unixctl={}", dir.join("ovs.ctl").display()),
-    ];
-    args.extend(standard_args(dir, "ovsdb-server"));
-    let _ovsdb = daemon(dir, "ovsdb-server", "ovsdb-server", &args);
-    wait_until(Duration::from_secs(60), "ovsdb-server", || {
-        socket.exists().then_some(())
-    })
+    let mut ovsdb = Daemon::spawn(
+        DaemonSpec::new("ovsdb-server", dir, "ovsdb-server")
+            .arg(&db)
+            .arg(format!("--remote=punix:{}", socket.display()))
+            .standard_files(true),
+    )
     .unwrap();
+    ovsdb
+        .wait_ready(READY, "ovsdb-server's socket", || socket.exists())
+        .unwrap();
     // A fresh database: not even the root row (ovs-vsctl would refuse to work on it).
-    let (ok, rows) = run(
+    let rows = run(
         "ovsdb-client",
         &[
             "transact",
             &remote,
             r#"["Open_vSwitch",{"op":"select","table":"Open_vSwitch","where":[]}]"#,
         ],
-    );
-    assert!(ok);
+    )
+    .expect("ovsdb-client transact");
     assert_eq!(rows.trim(), r#"[{"rows":[]}]"#);
 
     let agent_dir = dir.join("agent");
@@ -167,20 +133,19 @@ fn sets_up_a_working_chassis_and_keeps_it_on_restart() {
     // The set-up is a working chassis: vswitchd (in a namespace of its own, for its taps)
     // and ovn-controller on it register in SB with the encap IP.
     let netns = Netns::new().unwrap();
-    let mut args = vec![
-        "netns".to_owned(),
-        "exec".to_owned(),
-        netns.name().to_owned(),
-        "ovs-vswitchd".to_owned(),
-        remote.clone(),
-        format!("--unixctl={}", dir.join("vswitchd.ctl").display()),
-    ];
-    args.extend(standard_args(dir, "ovs-vswitchd"));
-    let _vswitchd = daemon(dir, "ovs-vswitchd", "ip", &args);
-    let mut args = vec![remote.clone()];
-    args.extend(standard_args(dir, "ovn-controller"));
-    let _controller = daemon(dir, "ovn-controller", "ovn-controller", &args);
-    let encap = wait_until(Duration::from_secs(60), "chassis node-x in SB", || {
+    let _vswitchd = Daemon::spawn(
+        DaemonSpec::new("ovs-vswitchd", dir, "ip")
+            .args(["netns", "exec", netns.name(), "ovs-vswitchd", &remote])
+            .standard_files(true),
+    )
+    .unwrap();
+    let _controller = Daemon::spawn(
+        DaemonSpec::new("ovn-controller", dir, "ovn-controller")
+            .arg(&remote)
+            .standard_files(false),
+    )
+    .unwrap();
+    let encap = wait_until(READY, "chassis node-x in SB", || {
         let out = env
             .sbctl(&[
                 "--bare",

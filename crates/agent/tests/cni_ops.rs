@@ -3,14 +3,13 @@
 //! own network namespace) and a real kube-apiserver where the test plays the controller
 //! (annotations) and creates the logical switch ports with ovn-nbctl.
 
-mod support;
-
 use serde_json::Value;
-use support::{Allocation, annotate_pod, host_link_exists, ovs_interface_ids, run, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, Attachment, create_namespace, create_pod};
+use testenv::process::run;
+use testenv::stack::{AgentProcess, Allocation, Attachment, Cluster};
+use testenv::unique_name as unique;
 
 const NODE: &str = "node-a";
 
@@ -26,7 +25,7 @@ fn host_if_of(result: &Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn add_check_del_two_pods_that_ping_each_other() {
     let kube = KubeEnv::shared().expect("kube env");
-    let client = kube.client().await.expect("kube client");
+    let cluster = Cluster::connect(kube).await.expect("kube client");
     let env = tokio::task::spawn_blocking(|| OvnEnv::builder().chassis(NODE).start())
         .await
         .unwrap()
@@ -36,10 +35,16 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         .expect("chassis")
         .expect("chassis in its own netns")
         .to_owned();
+    let host_link_exists = |name: &str| env.chassis_link_exists(name).expect("ip link");
+    let ovs_interface_ids = |name: &str| {
+        env.ovs_interface_external_ids(name)
+            .expect("ovs-vsctl find")
+    };
     env.nbctl(&["ls-add", "net2"]).unwrap();
 
     let namespace = unique("agent");
-    create_namespace(&client, &namespace)
+    cluster
+        .create_namespace(&namespace)
         .await
         .expect("create namespace");
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +68,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     let mut sandboxes = Vec::new();
     let mut attachments = Vec::new();
     for (name, ip, mac) in pods {
-        create_pod(&client, &namespace, name, NODE)
+        cluster
+            .create_pod(&namespace, name, NODE)
             .await
             .expect("create pod");
         let lsp = format!("{name}.{namespace}");
@@ -89,13 +95,10 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     };
     // Pod A is annotated before its ADD; pod B's ADD starts first and waits for the
     // annotations (a watch in the agent).
-    annotate_pod(
-        &client,
-        &namespace,
-        "web-a",
-        &allocation(pods[0].1, pods[0].2),
-    )
-    .await;
+    cluster
+        .annotate_pod(&namespace, "web-a", &allocation(pods[0].1, pods[0].2))
+        .await
+        .expect("annotate web-a");
     let add_a = attachments[0].clone();
     let run_a = tokio::task::spawn_blocking(move || add_a.run("ADD", None).expect("run rovn-cni"))
         .await
@@ -114,13 +117,10 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     let add_b = attachments[1].clone();
     let pending_b = tokio::task::spawn_blocking(move || add_b.add());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    annotate_pod(
-        &client,
-        &namespace,
-        "web-b",
-        &allocation(pods[1].1, pods[1].2),
-    )
-    .await;
+    cluster
+        .annotate_pod(&namespace, "web-b", &allocation(pods[1].1, pods[1].2))
+        .await
+        .expect("annotate web-b");
     let result_b = pending_b.await.unwrap().expect("ADD");
 
     for ((result, attachment), (name, ip, mac)) in [&result_a, &result_b]
@@ -148,22 +148,24 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         assert_eq!(up.trim(), "true", "{lsp} not up when ADD returned");
         let host_if = host_if_of(result);
         assert!(host_if.len() <= 15);
-        assert!(host_link_exists(&chassis_netns, &host_if));
-        let ids = ovs_interface_ids(&env, &host_if).expect("OVS interface");
+        assert!(host_link_exists(&host_if));
+        let ids = ovs_interface_ids(&host_if).expect("OVS interface");
         assert!(ids.contains(&format!("iface-id={lsp} ")), "{ids}");
         assert!(ids.contains(&format!("attached-mac={mac} ")), "{ids}");
         assert!(ids.contains("ovn-installed=true "), "{ids}");
         let netns = attachment.netns.rsplit('/').next().unwrap();
-        let (_, link) = run("ip", &["-n", netns, "-o", "link", "show", "eth0"]);
+        let link = run("ip", &["-n", netns, "-o", "link", "show", "eth0"]).expect("link");
         assert!(link.contains(mac) && link.contains("mtu 1400"), "{link}");
-        let (_, routes) = run("ip", &["-n", netns, "route", "show", "default"]);
+        let routes = run("ip", &["-n", netns, "route", "show", "default"]).expect("routes");
         assert!(routes.contains("via 10.0.2.1 dev eth0"), "{routes}");
-        let (_, offload) = run("ip", &["netns", "exec", netns, "ethtool", "-k", "eth0"]);
+        let offload =
+            run("ip", &["netns", "exec", netns, "ethtool", "-k", "eth0"]).expect("offload");
         assert!(offload.contains("tx-checksumming: off"), "{offload}");
-        let (_, offload) = run(
+        let offload = run(
             "ip",
             &["netns", "exec", &chassis_netns, "ethtool", "-k", &host_if],
-        );
+        )
+        .expect("ethtool");
         assert!(offload.contains("tx-checksumming: off"), "{offload}");
     }
 
@@ -180,7 +182,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
             .unwrap();
     assert_eq!(checked.exit_code, 0, "CHECK: {}", checked.stdout);
     // CHECK notices a missing address.
-    let (ok, _) = run(
+    run(
         "ip",
         &[
             "-n",
@@ -191,8 +193,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
             "dev",
             "eth0",
         ],
-    );
-    assert!(ok);
+    )
+    .expect("ip addr del");
     let check = attachments[1].clone();
     let prev = result_b.clone();
     let failed = tokio::task::spawn_blocking(move || {
@@ -229,12 +231,12 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     })
     .await
     .unwrap();
-    assert!(!host_link_exists(&chassis_netns, &host_a));
-    assert_eq!(ovs_interface_ids(&env, &host_a), None);
-    let (_, links) = run("ip", &["-n", sandboxes[0].name(), "-o", "link"]);
+    assert!(!host_link_exists(&host_a));
+    assert_eq!(ovs_interface_ids(&host_a), None);
+    let links = run("ip", &["-n", sandboxes[0].name(), "-o", "link"]).expect("links");
     assert!(!links.contains("eth0"), "{links}");
     // Pod B still has its port.
-    assert!(ovs_interface_ids(&env, &host_if_of(&result_b)).is_some());
+    assert!(ovs_interface_ids(&host_if_of(&result_b)).is_some());
 
     // DEL of an attachment whose netns is already gone (and was never added).
     let gone = Attachment {
@@ -247,7 +249,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         .unwrap();
 
     // A pod the controller never annotates: a clear error after the (short) wait, nothing left.
-    create_pod(&client, &namespace, "lonely", NODE)
+    cluster
+        .create_pod(&namespace, "lonely", NODE)
         .await
         .expect("create pod");
     let lonely_ns = Netns::new().unwrap();
@@ -305,7 +308,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
     })
     .await
     .unwrap();
-    assert_eq!(ovs_interface_ids(&env, &host_b), None);
-    assert!(!host_link_exists(&chassis_netns, &host_b));
+    assert_eq!(ovs_interface_ids(&host_b), None);
+    assert!(!host_link_exists(&host_b));
     drop(agent);
 }

@@ -2,18 +2,16 @@
 //! CHECK and DEL of a real pod on a real chassis. Needs `ROVN_CNI_BINS` = the directory
 //! printed by `hack/cni-bins.sh` (skipped loudly without it).
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{Allocation, annotate_pod, host_link_exists, ovs_interface_ids, unique};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, create_namespace, create_pod, workspace_bin};
+use testenv::stack::{AgentProcess, Allocation, Cluster, workspace_bin};
+use testenv::unique_name;
 
 const NODE: &str = "node-cnitool";
 
@@ -56,33 +54,35 @@ async fn cnitool_add_check_del_against_the_agent() {
         return;
     };
     let kube = KubeEnv::shared().expect("kube env");
-    let client = kube.client().await.expect("kube client");
+    let cluster = Cluster::connect(kube).await.expect("kube client");
     let env = tokio::task::spawn_blocking(|| OvnEnv::builder().chassis(NODE).start())
         .await
         .unwrap()
         .expect("OVN env");
-    let chassis_netns = env.chassis_netns().unwrap().expect("own netns").to_owned();
     env.nbctl(&["ls-add", "net2"]).unwrap();
-    let namespace = unique("cnitool");
-    create_namespace(&client, &namespace)
+    let namespace = unique_name("cnitool");
+    cluster
+        .create_namespace(&namespace)
         .await
         .expect("create namespace");
-    create_pod(&client, &namespace, "tool-pod", NODE)
+    cluster
+        .create_pod(&namespace, "tool-pod", NODE)
         .await
         .expect("create pod");
-    annotate_pod(
-        &client,
-        &namespace,
-        "tool-pod",
-        &Allocation {
-            ip: "10.0.2.7".into(),
-            mac: "0a:72:00:00:02:07".into(),
-            cidr: "10.0.2.0/24".into(),
-            gateway: "10.0.2.1".into(),
-            logical_switch: "net2".into(),
-        },
-    )
-    .await;
+    cluster
+        .annotate_pod(
+            &namespace,
+            "tool-pod",
+            &Allocation {
+                ip: "10.0.2.7".into(),
+                mac: "0a:72:00:00:02:07".into(),
+                cidr: "10.0.2.0/24".into(),
+                gateway: "10.0.2.1".into(),
+                logical_switch: "net2".into(),
+            },
+        )
+        .await
+        .expect("annotate pod");
     let lsp = format!("tool-pod.{namespace}");
     env.nbctl(&["lsp-add", "net2", &lsp]).unwrap();
     env.nbctl(&["lsp-set-addresses", &lsp, "0a:72:00:00:02:07 10.0.2.7"])
@@ -139,8 +139,8 @@ async fn cnitool_add_check_del_against_the_agent() {
     assert!(ok, "cnitool check failed: {stdout} {stderr}");
     let (ok, stdout, stderr) = tool(&["del", "rovn-tool", &sandbox_path]);
     assert!(ok, "cnitool del failed: {stdout} {stderr}");
-    assert!(!host_link_exists(&chassis_netns, &host_if));
-    assert_eq!(ovs_interface_ids(&env, &host_if), None);
+    assert!(!env.chassis_link_exists(&host_if).unwrap());
+    assert_eq!(env.ovs_interface_external_ids(&host_if).unwrap(), None);
     // CHECK after DEL fails: the attachment is gone.
     let (ok, _, _) = tool(&["check", "rovn-tool", &sandbox_path]);
     assert!(!ok, "CHECK succeeded after DEL");

@@ -12,45 +12,20 @@
 //!   reach each other in either direction;
 //! - live move: Subnet net2 moved to B's router,
 //!   connectivity follows without re-plugging;
-//! - DEL removes the veth and the OVS port; deleting the pod releases its address.
+//! - DEL removes the veth and the OVS port; deleting the pod releases its address;
+//! - through all of it, no row Neutron owns is changed by rovn.
 
-mod support;
-
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use api::condition::{READY, is_condition_true};
-use api::{IP, Subnet, SubnetSpec, Vpc};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{HANG_GUARD, host_link_exists, ovs_interface_ids, run, unique};
-use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
+use testenv::neutron::NeutronRows;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{
-    AgentProcess, Attachment, ControllerProcess, Tenant, create_namespace, create_pod,
-};
+use testenv::poll::eventually;
+use testenv::stack::{AgentProcess, Attachment, Cluster, ControllerEnv, Tenant, subnet_spec};
+use testenv::unique_name;
 
 /// Pings that must fail: this many attempts of one second each.
 const NEGATIVE_ATTEMPTS: u32 = 2;
-
-/// Polls `probe` every 100 ms until it returns `Some` (hang guard only).
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A pod plugged through rovn-cni.
 struct PluggedPod {
@@ -61,19 +36,20 @@ struct PluggedPod {
 }
 
 async fn plug_pod(
-    client: &kube::Client,
+    cluster: &Cluster,
     socket: &std::path::Path,
     namespace: &str,
     name: &str,
     node: &str,
 ) -> PluggedPod {
-    create_pod(client, namespace, name, node)
+    cluster
+        .create_pod(namespace, name, node)
         .await
         .expect("create pod");
     let netns = Netns::new().unwrap();
     let attachment = Attachment {
         socket: socket.to_owned(),
-        container_id: unique(&format!("e2e-{name}")),
+        container_id: unique_name(&format!("e2e-{name}")),
         netns: format!("/var/run/netns/{}", netns.name()),
         namespace: namespace.into(),
         pod: name.into(),
@@ -96,30 +72,17 @@ async fn plug_pod(
     }
 }
 
-async fn create_subnet(client: &kube::Client, name: &str, vpc: &str, cidr: &str, namespace: &str) {
-    let subnet = Subnet::new(
-        name,
-        SubnetSpec {
-            vpc: Some(vpc.to_owned()),
-            cidr_block: cidr.to_owned(),
-            namespaces: vec![namespace.to_owned()],
-            ..SubnetSpec::default()
-        },
-    );
-    let subnets = Api::<Subnet>::all(client.clone());
-    subnets
-        .create(&PostParams::default(), &subnet)
+/// Namespace `name` with Subnet `name` on `vpc` bound to it, Ready (pods created before
+/// the binding is in effect would land in the default subnet).
+async fn create_bound_subnet(cluster: &Cluster, name: &str, vpc: &str, cidr: &str) {
+    cluster
+        .create_namespace(name)
         .await
-        .expect("create subnet");
-    // Pods created before the binding is in effect would land in the default subnet.
-    eventually(&format!("Subnet {name} Ready"), || async {
-        subnets.get_opt(name).await.ok().flatten().filter(|s| {
-            s.status
-                .as_ref()
-                .is_some_and(|st| is_condition_true(&st.conditions, READY))
-        })
-    })
-    .await;
+        .expect("create namespace");
+    cluster
+        .create_ready_subnet(name, subnet_spec(Some(vpc), cidr, &[name]))
+        .await
+        .expect("Subnet Ready");
 }
 
 fn reaches(from: &Netns, ip: &str) -> bool {
@@ -131,100 +94,72 @@ fn blocked(from: &Netns, ip: &str) -> bool {
 }
 
 /// The whole stack with tenant A (made by "Neutron" before rovn starts), its router imported,
-/// Subnet net2 on it bound to namespace net2, and pod `web` plugged there.
+/// Subnet net2 on it bound to namespace net2, and pod `web` plugged there; the Neutron-owned
+/// rows as the test (playing Neutron) left them.
 struct Stack {
     // Drop order: clients of the daemons first.
     web: PluggedPod,
     a: Tenant,
     agent: AgentProcess,
-    controller: ControllerProcess,
-    client: kube::Client,
-    vpcs: Api<Vpc>,
+    neutron: NeutronRows,
     node: String,
-    chassis_netns: String,
     _dir: tempfile::TempDir,
-    _kube: KubeEnv,
-    env: OvnEnv,
+    env: ControllerEnv,
 }
 
 impl Stack {
     async fn start() -> Self {
-        let env = tokio::task::spawn_blocking(|| OvnEnv::builder().chassis("e2e-node").start())
-            .await
-            .unwrap()
-            .expect("OVN env");
-        let node = env.chassis_name().unwrap().to_owned();
-        let chassis_netns = env.chassis_netns().unwrap().expect("own netns").to_owned();
-        let kube = tokio::task::spawn_blocking(KubeEnv::start)
-            .await
-            .unwrap()
-            .expect("kube-apiserver");
-        let client = kube.client().await.expect("kube client");
-        tokio::time::timeout(HANG_GUARD, api::install::apply_crds(&client, "rovn-e2e"))
-            .await
-            .expect("CRDs in time")
-            .expect("CRDs");
+        let mut env = ControllerEnv::start_without_controller(
+            OvnEnv::builder().chassis("e2e-node"),
+            &unique_name("e2e"),
+        )
+        .await
+        .expect("OVN and the API server");
+        let node = env.ovn.chassis_name().unwrap().to_owned();
         let dir = tempfile::tempdir().unwrap();
 
-        let a = Tenant::create(&env, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
+        let a = Tenant::create(&env.ovn, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
+        let neutron = NeutronRows::snapshot(&env.ovn).expect("Neutron rows");
         // Its log is kept after the test, for failure analysis.
-        let controller = ControllerProcess::start(
-            Path::new(env!("CARGO_TARGET_TMPDIR")),
-            &env.nb_remote(),
-            kube.kubeconfig(),
-            &unique("e2e"),
-        )
-        .expect("rovn-controller");
+        env.start_controller().await.expect("rovn-controller");
         eprintln!(
             "rovn-controller logs to {}",
-            controller.process.log_path().display()
+            env.controller().process.log_path().display()
         );
         let agent = AgentProcess::start(
             dir.path(),
-            &AgentProcess::chassis_args(kube.kubeconfig(), &node, &env).unwrap(),
+            &AgentProcess::chassis_args(env.kube.kubeconfig(), &node, &env.ovn).unwrap(),
         )
         .expect("rovn-agent");
-        let vpcs: Api<Vpc> = Api::all(client.clone());
-        wait_imported(&vpcs, &a.router.lr_name()).await;
-        create_namespace(&client, "net2")
-            .await
-            .expect("create namespace");
-        create_subnet(&client, "net2", &a.router.lr_name(), "10.0.2.0/24", "net2").await;
-        let web = plug_pod(&client, &agent.socket, "net2", "web", &node).await;
+        let cluster = &env.cluster;
+        wait_imported(cluster, &a.router.lr_name()).await;
+        create_bound_subnet(cluster, "net2", &a.router.lr_name(), "10.0.2.0/24").await;
+        let web = plug_pod(cluster, &agent.socket, "net2", "web", &node).await;
         assert!(web.ip.starts_with("10.0.2."), "{}", web.result);
         Stack {
             web,
             a,
             agent,
-            controller,
-            client,
-            vpcs,
+            neutron,
             node,
-            chassis_netns,
             _dir: dir,
-            _kube: kube,
             env,
         }
     }
 
-    /// Tenant B with Subnet net4 on its router, a pod `db` there, and B's security group
-    /// admitting net4.
+    /// Tenant B (made by "Neutron", its security group admitting net4) with Subnet net4 on
+    /// its router and a pod `db` there.
     async fn tenant_b(&self) -> (Tenant, PluggedPod) {
-        let b = Tenant::create(&self.env, "b", "10.0.3.0/24", "10.0.3.50").expect("tenant B");
-        b.sg.add_rule_allowing(&self.env, "10.0.4.0/24").unwrap();
-        wait_imported(&self.vpcs, &b.router.lr_name()).await;
-        create_namespace(&self.client, "net4")
-            .await
-            .expect("create namespace");
-        create_subnet(
-            &self.client,
-            "net4",
-            &b.router.lr_name(),
-            "10.0.4.0/24",
-            "net4",
-        )
-        .await;
-        let db = plug_pod(&self.client, &self.agent.socket, "net4", "db", &self.node).await;
+        let ovn = &self.env.ovn;
+        let b = self.neutron.neutron_writes(ovn, "tenant B", || {
+            let b = Tenant::create(ovn, "b", "10.0.3.0/24", "10.0.3.50").expect("tenant B");
+            b.sg.add_rule_allowing(ovn, "10.0.4.0/24").unwrap();
+            b
+        });
+        let cluster = &self.env.cluster;
+        wait_imported(cluster, &b.router.lr_name()).await;
+        create_bound_subnet(cluster, "net4", &b.router.lr_name(), "10.0.4.0/24").await;
+        let db = plug_pod(cluster, &self.agent.socket, "net4", "db", &self.node).await;
         assert!(db.ip.starts_with("10.0.4."), "{}", db.result);
         (b, db)
     }
@@ -232,27 +167,24 @@ impl Stack {
     fn logs(&self) -> String {
         format!(
             "controller:\n{}\nagent:\n{}",
-            self.controller.process.log(),
+            self.env.controller().process.log(),
             self.agent.process.log()
         )
     }
 }
 
-async fn wait_imported(vpcs: &Api<Vpc>, name: &str) {
-    eventually(&format!("router {name} imported as a Vpc"), || async {
-        vpcs.get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .filter(|v| v.status.is_some())
-    })
-    .await;
+async fn wait_imported(cluster: &Cluster, name: &str) {
+    cluster
+        .wait_vpc(name, "imported", |v| v.status.is_some())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_and_vms_through_neutron_routers() {
     let stack = Stack::start().await;
-    let (env, a, web) = (&stack.env, &stack.a, &stack.web);
+    let (ovn, cluster) = (&stack.env.ovn, &stack.env.cluster);
+    let (a, web) = (&stack.a, &stack.web);
 
     // Seed scenario: the VM reaches the pod and gets its replies.
     let vm_a = a.vm.netns();
@@ -267,7 +199,12 @@ async fn pods_and_vms_through_neutron_routers() {
         "pod reached VM A without a rule"
     );
     // ... until a security-group rule admits the subnet, as Neutron writes it.
-    a.sg.add_rule_allowing(env, "10.0.2.0/24").unwrap();
+    stack
+        .neutron
+        .neutron_writes(ovn, "A's security group admits 10.0.2.0/24", || {
+            a.sg.add_rule_allowing(ovn, "10.0.2.0/24")
+        })
+        .unwrap();
     assert!(
         reaches(&web.netns, &a.vm_port.ip),
         "pod cannot reach VM A with the rule"
@@ -300,14 +237,13 @@ async fn pods_and_vms_through_neutron_routers() {
     tokio::task::spawn_blocking(move || del.del(Some(&prev)).expect("DEL"))
         .await
         .unwrap();
-    let chassis_netns = &stack.chassis_netns;
-    assert!(!host_link_exists(chassis_netns, &host_if));
-    assert_eq!(ovs_interface_ids(env, &host_if), None);
-    Api::<Pod>::namespaced(stack.client.clone(), "net2")
-        .delete("web", &DeleteParams::default().grace_period(0))
+    assert!(!ovn.chassis_link_exists(&host_if).unwrap());
+    assert_eq!(ovn.ovs_interface_external_ids(&host_if).unwrap(), None);
+    cluster
+        .delete_pods("net2", &["web".to_owned()])
         .await
         .expect("delete pod");
-    let ips: Api<IP> = Api::all(stack.client.clone());
+    let ips = cluster.ips();
     eventually(
         "the agent records the sandbox container id in the IP resource",
         || async {
@@ -326,7 +262,7 @@ async fn pods_and_vms_through_neutron_routers() {
     })
     .await;
     eventually("the pod's logical switch port removed", || async {
-        env.nbctl(&[
+        ovn.nbctl(&[
             "--bare",
             "--columns=name",
             "find",
@@ -338,6 +274,7 @@ async fn pods_and_vms_through_neutron_routers() {
         .map(|_| ())
     })
     .await;
+    stack.neutron.assert_unchanged(ovn, "end of the scenario");
 }
 
 /// Moving Subnet net2 from router A to router B: connectivity follows without re-plugging.
@@ -363,7 +300,11 @@ async fn live_move_of_a_subnet_between_neutron_routers() {
         .as_str()
         .unwrap()
         .to_owned();
-    Api::<Subnet>::all(stack.client.clone())
+    let ovn = &stack.env.ovn;
+    stack
+        .env
+        .cluster
+        .subnets()
         .patch(
             "net2",
             &PatchParams::default(),
@@ -372,21 +313,16 @@ async fn live_move_of_a_subnet_between_neutron_routers() {
         .await
         .expect("move net2");
     eventually("VM B reaches the moved pod", || async {
-        reaches(vm_b, &web.ip).then_some(())
+        reaches(vm_b, &web.ip)
     })
     .await;
     assert!(blocked(vm_a, &web.ip), "VM A still reaches the moved pod");
     // Same veth, same port: nothing was re-plugged.
-    assert!(
-        run(
-            "ip",
-            &["-n", &stack.chassis_netns, "link", "show", &host_if]
-        )
-        .0
-    );
+    assert!(ovn.chassis_link_exists(&host_if).unwrap());
     let check = web.attachment.clone();
     let prev = web.result.clone();
     tokio::task::spawn_blocking(move || check.check(&prev).expect("CHECK"))
         .await
         .unwrap();
+    stack.neutron.assert_unchanged(ovn, "end of the move");
 }

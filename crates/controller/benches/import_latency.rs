@@ -8,46 +8,20 @@
 //! under `cargo bench`, 10 in the smoke run of `cargo test --all-targets`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use api::Vpc;
+use anyhow::Result;
 use futures::TryStreamExt;
+use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use ovn::Table;
 use ovn::nb::LogicalRouter;
 use ovsdb::{ClientConfig, TxnBuilder};
-use testenv::kube::KubeEnv;
 use testenv::neutron::new_uuid;
 use testenv::ovn::OvnEnv;
-
-/// Bound of every wait (hang guard).
-const WAIT: Duration = Duration::from_secs(120);
-
-struct ControllerProcess(Child);
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ready(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut response = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut response).is_ok()
-        && response.starts_with("HTTP/1.1 200")
-}
+use testenv::poll::{HANG_GUARD, wait_until_async};
+use testenv::stack::ControllerEnv;
 
 /// Exactly the row Neutron Zed writes for `openstack router create`.
 fn neutron_router(id: &str, display: &str) -> LogicalRouter {
@@ -94,29 +68,13 @@ async fn main() -> Result<()> {
             "(smoke run; `cargo bench -p controller --bench import_latency` prints real figures)"
         );
     }
-    let ovn = OvnEnv::builder().start()?;
-    let kube = KubeEnv::start()?;
-    let client = kube.client().await?;
-    tokio::time::timeout(WAIT, api::install::apply_crds(&client, "rovn-bench"))
-        .await
-        .context("CRDs in time")??;
-
-    let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let _controller = ControllerProcess(
-        Command::new(env!("CARGO_BIN_EXE_rovn-controller"))
-            .arg(format!("--ovn-nb={}", ovn.nb_remote()))
-            .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
-            .arg(format!("--metrics-addr={addr}"))
-            .arg("--lease-namespace=default")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting rovn-controller")?,
-    );
+    let mut env = ControllerEnv::start_without_controller(OvnEnv::builder(), "bench").await?;
+    // Warnings only: the controller's logging stays out of the figures.
+    env.options.rust_log = Some("warn".to_owned());
 
     // Record when each Vpc first shows up in a watch.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let vpcs: Api<Vpc> = Api::all(client.clone());
+    let vpcs = env.cluster.vpcs();
     let recorder = seen.clone();
     tokio::spawn(async move {
         let stream = watcher(vpcs, watcher::Config::default()).applied_objects();
@@ -129,16 +87,16 @@ async fn main() -> Result<()> {
                 .or_insert_with(Instant::now);
         }
     });
-    let deadline = Instant::now() + WAIT;
-    while !(ready(addr) && seen.lock().unwrap().contains_key("ovn-cluster")) {
-        if Instant::now() > deadline {
-            bail!("the controller did not become ready and leading");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.start_controller().await?;
+    wait_until_async(
+        HANG_GUARD,
+        "the controller leading (default VPC seen)",
+        || async { seen.lock().unwrap().contains_key("ovn-cluster") },
+    )
+    .await?;
 
     // The burst: one transaction per router, back to back.
-    let nb = ovsdb::Client::connect(ClientConfig::from_remotes(&ovn.nb_remote())?).await?;
+    let nb = ovsdb::Client::connect(ClientConfig::from_remotes(&env.ovn.nb_remote())?).await?;
     let mut committed: Vec<(String, Instant)> = Vec::with_capacity(count);
     let burst_start = Instant::now();
     for i in 0..count {
@@ -150,19 +108,20 @@ async fn main() -> Result<()> {
     }
     let commit_time = burst_start.elapsed();
 
-    loop {
-        let done = {
-            let seen = seen.lock().unwrap();
-            committed.iter().all(|(name, _)| seen.contains_key(name))
-        };
-        if done {
-            break;
+    // The latencies come from the watch's own timestamps: this poll only waits for the end.
+    wait_until_async(HANG_GUARD, "every Vpc of the burst", || async {
+        let seen = seen.lock().unwrap();
+        let missing = committed
+            .iter()
+            .filter(|(name, _)| !seen.contains_key(name))
+            .count();
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(format!("{missing} not seen yet"))
         }
-        if Instant::now() > deadline + WAIT {
-            bail!("not every Vpc appeared within {WAIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await?;
     let seen = seen.lock().unwrap();
     let mut latencies: Vec<Duration> = committed
         .iter()

@@ -12,22 +12,21 @@
 //! `cargo bench --bench pod_burst`: N = 1000, M = 10000. Without `--bench`
 //! (e.g. `cargo test --all-targets`): a smoke run, N = 20, M = 50.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/pod_env/mod.rs"]
-mod pod_env;
-
 use std::time::{Duration, Instant};
 
-use controller::pod::port::PodPort;
-use futures::TryStreamExt;
-use kube::runtime::{WatchStreamExt, watcher};
 use ovn::Table;
 use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovsdb::{Condition, Mutation, Row, TxnBuilder, Value};
-use pod_env::{PodEnv, allocated, pod};
 use serde_json::json;
-use tokio::sync::watch;
+use testenv::ovn::OvnEnv;
+use testenv::poll::wait_until_async;
+use testenv::stack::{AnnotationLog, ControllerEnv, pod, subnet_spec};
+
+// The controller's pod port row (product code, grouped here).
+use controller::pod::port::PodPort;
+
+/// Node name of the pods (no kubelet runs).
+const NODE: &str = "node-1";
 
 /// Transactions in flight at once for the raw writer (as the ovsdb bench).
 const WINDOW: usize = 256;
@@ -44,26 +43,6 @@ fn vm_hwm_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Counts allocated pods of `namespace` through a watch; the receiver holds
-/// the count.
-fn count_allocated(env: &PodEnv, namespace: &str) -> watch::Receiver<usize> {
-    let (tx, rx) = watch::channel(0);
-    let api = env.pods(namespace);
-    tokio::spawn(async move {
-        let mut seen = std::collections::HashSet::new();
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-        while let Ok(Some(event)) = events.try_next().await {
-            if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = event
-                && allocated(&p)
-                && seen.insert(p.metadata.uid.clone().unwrap_or_default())
-            {
-                tx.send_replace(seen.len());
-            }
-        }
-    });
-    rx
-}
-
 /// How long a burst took.
 struct Burst {
     /// Until the watch saw the last pod annotated.
@@ -73,19 +52,22 @@ struct Burst {
 }
 
 /// Creates `count` pods in the empty `namespace`.
-async fn burst(env: &PodEnv, namespace: &str, prefix: &str, count: usize) -> Burst {
+async fn burst(env: &ControllerEnv, namespace: &str, prefix: &str, count: usize) -> Burst {
     // The namespace is empty: the watch counts only this burst.
-    let mut allocated = count_allocated(env, namespace);
+    let mut allocated = AnnotationLog::watch(env.cluster.pods(namespace));
     let pods = (0..count)
-        .map(|i| pod(&format!("{prefix}{i}"), &[]))
+        .map(|i| pod(&format!("{prefix}{i}"), NODE, &[]))
         .collect();
     let start = Instant::now();
-    env.create_pods(namespace, pods).await;
-    let created = start.elapsed();
-    tokio::time::timeout(WAIT, allocated.wait_for(|n| *n >= count))
+    env.cluster
+        .create_pods(namespace, pods)
         .await
-        .expect("every pod annotated in time")
-        .expect("watch");
+        .expect("create pods");
+    let created = start.elapsed();
+    allocated
+        .wait_allocated(count, WAIT)
+        .await
+        .expect("every pod annotated in time");
     Burst {
         annotated: start.elapsed(),
         created,
@@ -95,7 +77,7 @@ async fn burst(env: &PodEnv, namespace: &str, prefix: &str, count: usize) -> Bur
 /// The raw writer: `count` single-port transactions shaped like the
 /// controller's (a pod port row, inserted on a fresh switch), WINDOW in
 /// flight; returns ports per second.
-async fn raw_port_rate(env: &PodEnv, count: usize) -> f64 {
+async fn raw_port_rate(env: &ControllerEnv, count: usize) -> f64 {
     let ls = "raw-writer";
     let nb = env.ovn.nb_remote();
     let client = ovsdb::Client::connect(ovsdb::ClientConfig::from_remotes(&nb).unwrap())
@@ -141,8 +123,8 @@ async fn raw_port_rate(env: &PodEnv, count: usize) -> f64 {
 /// The API server alone: one merge patch of an annotation on each of
 /// `count` pods (`prefix0..`) of `namespace`, 64 in flight; patches per
 /// second.
-async fn raw_patch_rate(env: &PodEnv, namespace: &str, prefix: &str, count: usize) -> f64 {
-    let api = env.pods(namespace);
+async fn raw_patch_rate(env: &ControllerEnv, namespace: &str, prefix: &str, count: usize) -> f64 {
+    let api = env.cluster.pods(namespace);
     let patch = json!({"metadata": {"annotations": {"bench.rovn.io/touched": "true"}}});
     let start = Instant::now();
     futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
@@ -168,17 +150,23 @@ async fn raw_patch_rate(env: &PodEnv, namespace: &str, prefix: &str, count: usiz
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (pods, existing) = if full { (1000, 10_000) } else { (20, 50) };
-    let mut env = PodEnv::start("pods-bench").await;
-    env.create_namespace("bench").await;
-    env.create_subnet("bench", None, "10.60.0.0/16", &["bench"])
-        .await;
-    env.create_namespace("existing").await;
-    env.create_subnet("existing", None, "10.64.0.0/16", &["existing"])
-        .await;
+    let mut env = ControllerEnv::start(OvnEnv::builder().northd(), "pods-bench")
+        .await
+        .expect("OVN, API server and controller");
+    for (name, cidr) in [("bench", "10.60.0.0/16"), ("existing", "10.64.0.0/16")] {
+        env.cluster
+            .create_namespace(name)
+            .await
+            .expect("create namespace");
+        env.cluster
+            .create_ready_subnet(name, subnet_spec(None, cidr, &[name]))
+            .await
+            .expect("create subnet");
+    }
 
     let timing = burst(&env, "bench", "b", pods).await;
     let pod_rate = pods as f64 / timing.annotated.as_secs_f64();
-    let peak = vm_hwm_mib(env.controller().pid());
+    let peak = vm_hwm_mib(env.controller().process.pid().expect("controller pid"));
     let raw = raw_port_rate(&env, pods).await;
     println!(
         "pod burst: {pods} pods in one namespace bound to one Subnet (real kube-apiserver, NB ovsdb-server + northd)"
@@ -203,18 +191,16 @@ async fn main() {
 
     // Start-up with `existing` pods (allocated by the controller itself).
     let setup = burst(&env, "existing", "e", existing).await;
-    env.kill_controller();
+    env.kill_controller().expect("SIGKILL the controller");
     let start = Instant::now();
-    let controller = common::Controller::start(&env.ovn, &env.kube, &env.identity);
-    controller.wait_ready().await;
+    env.start_controller().await.expect("controller restarted");
     let ready = start.elapsed();
-    let synced = tokio::time::timeout(WAIT, async {
-        while controller.metric("rovn_pods_synced") != Some(1.0) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let controller = env.controller();
+    wait_until_async(WAIT, "the restarted controller synced", || async {
+        controller.metric("rovn_pods_synced") == Some(1.0)
     })
-    .await;
-    assert!(synced.is_ok(), "controller synced in time");
+    .await
+    .expect("controller synced in time");
     let synced = start.elapsed();
     let total = existing + pods;
     println!(
@@ -224,7 +210,6 @@ async fn main() {
         setup.annotated.as_secs_f64(),
         ready.as_secs_f64(),
         synced.as_secs_f64(),
-        vm_hwm_mib(controller.pid()),
+        vm_hwm_mib(controller.process.pid().expect("controller pid")),
     );
-    env.controller = Some(controller);
 }

@@ -63,18 +63,17 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     let subnets = cluster.subnets();
 
     // Neutron state before the controller starts.
-    let mut neutron = NeutronRows::snapshot(ovn)?;
-    let (mut router1, net1, sg) =
-        neutron.neutron_writes(ovn, "router1 with net1 and a VM", || {
-            let mut router1 = NeutronRouter::create(ovn, "router1").expect("router1");
-            let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
-            router1.add_interface(ovn, &net1).expect("interface");
-            let sg = SecurityGroup::create(ovn).expect("sg");
-            net1.add_vm_port(ovn, "vm1-port", "10.0.1.50", "compute-1", &sg)
-                .expect("vm port");
-            sg.add_rule_allowing(ovn, "10.0.2.0/24").expect("sg rule");
-            (router1, net1, sg)
-        });
+    let neutron = NeutronRows::snapshot(ovn)?;
+    let (mut router1, net1, sg) = neutron.neutron_writes(ovn, "router1 with net1 and a VM", || {
+        let mut router1 = NeutronRouter::create(ovn, "router1").expect("router1");
+        let net1 = NeutronNetwork::create(ovn, "net1", "10.0.1.0/24").expect("net1");
+        router1.add_interface(ovn, &net1).expect("interface");
+        let sg = SecurityGroup::create(ovn).expect("sg");
+        net1.add_vm_port(ovn, "vm1-port", "10.0.1.50", "compute-1", &sg)
+            .expect("vm port");
+        sg.add_rule_allowing(ovn, "10.0.2.0/24").expect("sg rule");
+        (router1, net1, sg)
+    });
     // The fixtures' shape: 2 drop ACLs, 4 + 1 SG ACLs, VM in both groups.
     let acls = |pg: &str| {
         ovn.nbctl(&["--bare", "--columns=acls", "list", "Port_Group", pg])
@@ -115,7 +114,9 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     assert!(!is_condition_true(&st.conditions, ROUTER_MISSING));
 
     // The default VPC and its router (ours), the foreign router left out.
-    cluster.wait_vpc("ovn-cluster", "default VPC Ready", ready).await?;
+    cluster
+        .wait_vpc("ovn-cluster", "default VPC Ready", ready)
+        .await?;
     assert!(our_router_exists(ovn, "ovn-cluster"));
     assert!(cluster.vpc("other-cms-router").await?.is_none());
     eventually("routers_not_neutron = 1", || async {
@@ -128,10 +129,11 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     neutron.neutron_writes(ovn, "rename router1", || {
         router1.rename(ovn, "router1-renamed").expect("rename")
     });
-    cluster.wait_vpc(&r1, "renamed", |v| {
-        status(v).neutron_router_name.as_deref() == Some("router1-renamed")
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r1, "renamed", |v| {
+            status(v).neutron_router_name.as_deref() == Some("router1-renamed")
+        })
+        .await?;
 
     // Port added, then removed.
     let (net2, iface2) = neutron.neutron_writes(ovn, "add net2 to router1", || {
@@ -139,30 +141,31 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
         let iface = router1.add_interface(ovn, &net2).expect("interface");
         (net2, iface)
     });
-    cluster.wait_vpc(&r1, "net2 attached", |v| {
-        let st = status(v);
-        st.router_cidrs == ["10.0.1.1/24", "10.0.3.1/24"]
-            && st.neutron_networks == ["net1", "net2"]
-            && st.subnets.contains(&net2.ls_name())
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r1, "net2 attached", |v| {
+            let st = status(v);
+            st.router_cidrs == ["10.0.1.1/24", "10.0.3.1/24"]
+                && st.neutron_networks == ["net1", "net2"]
+                && st.subnets.contains(&net2.ls_name())
+        })
+        .await?;
     neutron.neutron_writes(ovn, "remove net2 from router1", || {
         router1.remove_interface(ovn, &iface2).expect("remove")
     });
-    cluster.wait_vpc(&r1, "net2 detached", |v| {
-        status(v).router_cidrs == ["10.0.1.1/24"] && status(v).neutron_networks == ["net1"]
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r1, "net2 detached", |v| {
+            status(v).router_cidrs == ["10.0.1.1/24"] && status(v).neutron_networks == ["net1"]
+        })
+        .await?;
 
     // A user deletes the imported Vpc: OVN untouched, the Vpc comes back.
     let nb_before = ovn.dump_nb().expect("dump");
     let old_uid = cluster.vpc(&r1).await?.expect("vpc").uid();
     kube.kubectl(&["delete", "vpc", &r1])
         .expect("kubectl delete vpc");
-    let back = cluster.wait_vpc(&r1, "imported again", |v| {
-        v.uid() != old_uid && ready(v)
-    })
-    .await?;
+    let back = cluster
+        .wait_vpc(&r1, "imported again", |v| v.uid() != old_uid && ready(v))
+        .await?;
     assert_eq!(
         status(&back).neutron_router_name.as_deref(),
         Some("router1-renamed")
@@ -181,11 +184,12 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     )
     .await
     .expect("edit spec");
-    let edited = cluster.wait_vpc(&r1, "spec edit reported", |v| {
-        find_condition(&status(v).conditions, UNSUPPORTED)
-            .is_some_and(|c| c.is_true() && c.message.contains("spec.namespaces"))
-    })
-    .await?;
+    let edited = cluster
+        .wait_vpc(&r1, "spec edit reported", |v| {
+            find_condition(&status(v).conditions, UNSUPPORTED)
+                .is_some_and(|c| c.is_true() && c.message.contains("spec.namespaces"))
+        })
+        .await?;
     assert!(ready(&edited));
     assert_eq!(
         ovn.dump_nb().expect("dump"),
@@ -213,32 +217,32 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     cluster
         .create_subnet("net3", subnet_spec(Some(&r3), "10.0.5.0/24", &[]))
         .await?;
-    cluster.wait_vpc(&r3, "lists Subnet net3", |v| {
-        status(v).subnets == ["net3"]
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r3, "lists Subnet net3", |v| status(v).subnets == ["net3"])
+        .await?;
     let router3_id = router3.id.clone();
     neutron.neutron_writes(ovn, "delete router3", || {
         router3.delete(ovn).expect("delete")
     });
-    let missing = cluster.wait_vpc(&r3, "RouterMissing", |v| {
-        is_condition_true(&status(v).conditions, ROUTER_MISSING)
-    })
-    .await?;
+    let missing = cluster
+        .wait_vpc(&r3, "RouterMissing", |v| {
+            is_condition_true(&status(v).conditions, ROUTER_MISSING)
+        })
+        .await?;
     assert!(!ready(&missing));
     assert_eq!(status(&missing).subnets, vec!["net3".to_string()]);
     neutron.neutron_writes(ovn, "re-create router3", || {
         NeutronRouter::create_with_id(ovn, &router3_id, "router3").expect("router3 again")
     });
-    cluster.wait_vpc(&r3, "router back", |v| {
-        ready(v) && !is_condition_true(&status(v).conditions, ROUTER_MISSING)
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r3, "router back", |v| {
+            ready(v) && !is_condition_true(&status(v).conditions, ROUTER_MISSING)
+        })
+        .await?;
     delete_subnet(&subnets, "net3").await?;
-    cluster.wait_vpc(&r3, "no Subnet listed", |v| {
-        status(v).subnets.is_empty()
-    })
-    .await?;
+    cluster
+        .wait_vpc(&r3, "no Subnet listed", |v| status(v).subnets.is_empty())
+        .await?;
 
     // Our own VPC: router with our marker; deletion blocked while a Subnet uses it.
     vpcs.create(
@@ -247,25 +251,26 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     )
     .await
     .expect("create vpc-a");
-    cluster.wait_vpc("vpc-a", "Ready", |v| {
-        ready(v) && status(v).type_ == Some(VpcType::Internal)
-    })
-    .await?;
+    cluster
+        .wait_vpc("vpc-a", "Ready", |v| {
+            ready(v) && status(v).type_ == Some(VpcType::Internal)
+        })
+        .await?;
     assert!(our_router_exists(ovn, "vpc-a"));
     cluster
         .create_subnet("sa", subnet_spec(Some("vpc-a"), "10.1.0.0/24", &[]))
         .await?;
-    cluster.wait_vpc("vpc-a", "lists Subnet sa", |v| {
-        status(v).subnets == ["sa"]
-    })
-    .await?;
+    cluster
+        .wait_vpc("vpc-a", "lists Subnet sa", |v| status(v).subnets == ["sa"])
+        .await?;
     kube.kubectl(&["delete", "vpc", "vpc-a", "--wait=false"])
         .expect("kubectl delete vpc-a");
-    cluster.wait_vpc("vpc-a", "DeletionBlocked", |v| {
-        find_condition(&status(v).conditions, "DeletionBlocked")
-            .is_some_and(|c| c.is_true() && c.message.contains("sa"))
-    })
-    .await?;
+    cluster
+        .wait_vpc("vpc-a", "DeletionBlocked", |v| {
+            find_condition(&status(v).conditions, "DeletionBlocked")
+                .is_some_and(|c| c.is_true() && c.message.contains("sa"))
+        })
+        .await?;
     assert!(
         our_router_exists(ovn, "vpc-a"),
         "router deleted while in use"
@@ -281,10 +286,11 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     cluster
         .create_subnet("no-vpc", subnet_spec(None, "10.2.0.0/24", &[]))
         .await?;
-    cluster.wait_vpc("ovn-cluster", "lists Subnet no-vpc", |v| {
-        status(v).subnets.iter().any(|s| s == "no-vpc")
-    })
-    .await?;
+    cluster
+        .wait_vpc("ovn-cluster", "lists Subnet no-vpc", |v| {
+            status(v).subnets.iter().any(|s| s == "no-vpc")
+        })
+        .await?;
     delete_subnet(&subnets, "no-vpc").await?;
 
     // A Vpc named like a Neutron router, without a router: refused, nothing created.
@@ -292,10 +298,11 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     vpcs.create(&PostParams::default(), &Vpc::new(&fake, VpcSpec::default()))
         .await
         .expect("create reserved vpc");
-    let refused = cluster.wait_vpc(&fake, "refused", |v| {
-        find_condition(&status(v).conditions, READY).is_some_and(|c| c.reason == "ReservedName")
-    })
-    .await?;
+    let refused = cluster
+        .wait_vpc(&fake, "refused", |v| {
+            find_condition(&status(v).conditions, READY).is_some_and(|c| c.reason == "ReservedName")
+        })
+        .await?;
     assert!(status(&refused).router.is_none());
     assert_eq!(router_count(ovn, &fake), 0);
     vpcs.delete(&fake, &DeleteParams::default())
@@ -322,7 +329,9 @@ async fn neutron_routers_are_imported_and_never_touched() -> anyhow::Result<()> 
     let router4 = neutron.neutron_writes(ovn, "create router4", || {
         NeutronRouter::create(ovn, "router4").expect("router4")
     });
-    cluster.wait_vpc(&router4.lr_name(), "imported after restart", ready).await?;
+    cluster
+        .wait_vpc(&router4.lr_name(), "imported after restart", ready)
+        .await?;
     let after: BTreeMap<String, String> = vpcs
         .list(&Default::default())
         .await

@@ -101,7 +101,12 @@ async fn assert_pod_wired(
     cidr: &str,
 ) -> Allocation {
     let pod = eventually(&format!("pod {namespace}/{name} allocated"), || async {
-        env.cluster.pods(namespace).get(name).await.ok().filter(allocated)
+        env.cluster
+            .pods(namespace)
+            .get(name)
+            .await
+            .ok()
+            .filter(allocated)
     })
     .await;
     let got = allocation(&pod).expect("allocation");
@@ -181,6 +186,7 @@ async fn assert_pod_released(env: &PodEnv, namespace: &str, name: &str) {
             .into_iter()
             .any(|p| p.name == port_name);
         let ip = env
+            .cluster
             .ips()
             .get_opt(&port_name)
             .await
@@ -199,7 +205,12 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
         .wait_warning(namespace, name, reason)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let pod = env.cluster.pods(namespace).get(name).await.expect("get pod");
+    let pod = env
+        .cluster
+        .pods(namespace)
+        .get(name)
+        .await
+        .expect("get pod");
     assert!(
         !allocated(&pod),
         "{name} must not be allocated: {warnings:?}"
@@ -207,7 +218,8 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
     let port_name = format!("{name}.{namespace}");
     assert!(!env.pod_ports().await.iter().any(|p| p.name == port_name));
     assert!(
-        env.cluster.ips()
+        env.cluster
+            .ips()
             .get_opt(&port_name)
             .await
             .expect("get IP")
@@ -232,26 +244,30 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
     env.cluster.create_namespace("net2").await?;
     env.cluster.create_namespace("plain").await?;
     env.cluster
-        .create_ready_subnet("net2", subnet_spec(Some(&vpc), "10.0.2.0/24", &["net2"])).await?;
+        .create_ready_subnet("net2", subnet_spec(Some(&vpc), "10.0.2.0/24", &["net2"]))
+        .await?;
 
     // A pod in net2: first free address after the gateway.
-    env.cluster.create_pods("net2", vec![pod("web", &[])]).await?;
+    env.cluster
+        .create_pods("net2", vec![pod("web", &[])])
+        .await?;
     let web = assert_pod_wired(&env, "net2", "web", "net2", "10.0.2.0/24").await;
     assert_eq!(web.ip, "10.0.2.2");
     assert!(web.mac.starts_with("0a:72:"), "generated MAC {}", web.mac);
 
     // Static IP and MAC.
-    env.cluster.create_pods(
-        "net2",
-        vec![pod(
-            "fixed",
-            &[
-                (IP_ADDRESS, "10.0.2.100"),
-                (MAC_ADDRESS, "0a:00:00:00:01:00"),
-            ],
-        )],
-    )
-    .await?;
+    env.cluster
+        .create_pods(
+            "net2",
+            vec![pod(
+                "fixed",
+                &[
+                    (IP_ADDRESS, "10.0.2.100"),
+                    (MAC_ADDRESS, "0a:00:00:00:01:00"),
+                ],
+            )],
+        )
+        .await?;
     let fixed = assert_pod_wired(&env, "net2", "fixed", "net2", "10.0.2.0/24").await;
     assert_eq!(
         (fixed.ip.as_str(), fixed.mac.as_str()),
@@ -259,17 +275,18 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
     );
 
     // Conflicts and bad requests are refused with an Event, nothing allocated.
-    env.cluster.create_pods(
-        "net2",
-        vec![
-            pod("same-ip", &[(IP_ADDRESS, "10.0.2.100")]),
-            pod("same-mac", &[(MAC_ADDRESS, "0a:00:00:00:01:00")]),
-            pod("gateway-ip", &[(IP_ADDRESS, "10.0.2.1")]),
-            pod("outside", &[(IP_ADDRESS, "10.0.9.9")]),
-            pod("garbage", &[(IP_ADDRESS, "not-an-ip")]),
-        ],
-    )
-    .await?;
+    env.cluster
+        .create_pods(
+            "net2",
+            vec![
+                pod("same-ip", &[(IP_ADDRESS, "10.0.2.100")]),
+                pod("same-mac", &[(MAC_ADDRESS, "0a:00:00:00:01:00")]),
+                pod("gateway-ip", &[(IP_ADDRESS, "10.0.2.1")]),
+                pod("outside", &[(IP_ADDRESS, "10.0.9.9")]),
+                pod("garbage", &[(IP_ADDRESS, "not-an-ip")]),
+            ],
+        )
+        .await?;
     assert_refused(&env, "net2", "same-ip", "AllocationFailed").await;
     assert_refused(&env, "net2", "same-mac", "AllocationFailed").await;
     assert_refused(&env, "net2", "gateway-ip", "AllocationFailed").await;
@@ -277,33 +294,46 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
     assert_refused(&env, "net2", "garbage", "InvalidAddressRequest").await;
 
     // The logical_switch annotation overrides the namespace binding.
-    env.cluster.create_pods(
-        "net2",
-        vec![pod("elsewhere", &[(LOGICAL_SWITCH, "ovn-default")])],
-    )
-    .await?;
+    env.cluster
+        .create_pods(
+            "net2",
+            vec![pod("elsewhere", &[(LOGICAL_SWITCH, "ovn-default")])],
+        )
+        .await?;
     assert_pod_wired(&env, "net2", "elsewhere", "ovn-default", "10.16.0.0/16").await;
 
     // An unbound namespace uses the default Subnet.
-    env.cluster.create_pods("plain", vec![pod("p1", &[])]).await?;
+    env.cluster
+        .create_pods("plain", vec![pod("p1", &[])])
+        .await?;
     assert_pod_wired(&env, "plain", "p1", "ovn-default", "10.16.0.0/16").await;
 
     // hostNetwork pods are left alone.
     let mut host = pod("host", &[]);
     host.spec.as_mut().unwrap().host_network = Some(true);
-    env.cluster.pods("plain")
+    env.cluster
+        .pods("plain")
         .create(&PostParams::default(), &host)
         .await
         .expect("create host pod");
     // Once a later pod is allocated, the hostNetwork one was seen long ago.
-    env.cluster.create_pods("plain", vec![pod("p2", &[])]).await?;
+    env.cluster
+        .create_pods("plain", vec![pod("p2", &[])])
+        .await?;
     assert_pod_wired(&env, "plain", "p2", "ovn-default", "10.16.0.0/16").await;
-    let host = env.cluster.pods("plain").get("host").await.expect("get host pod");
+    let host = env
+        .cluster
+        .pods("plain")
+        .get("host")
+        .await
+        .expect("get host pod");
     assert!(!allocated(&host) && host.annotations().is_empty());
     assert!(!env.pod_ports().await.iter().any(|p| p.name == "host.plain"));
 
     // Deleting the static pod frees its address for the pod that wanted it.
-    env.cluster.delete_pods("net2", &["fixed".to_string()]).await?;
+    env.cluster
+        .delete_pods("net2", &["fixed".to_string()])
+        .await?;
     assert_pod_released(&env, "net2", "fixed").await;
     let same_ip = assert_pod_wired(&env, "net2", "same-ip", "net2", "10.0.2.0/24").await;
     assert_eq!(same_ip.ip, "10.0.2.100");
@@ -328,11 +358,18 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
         env.cluster.delete_pods(namespace, &names).await?;
     }
     eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty() && env.cluster.list_ips().await.expect("list IPs").is_empty()).then_some(())
+        (env.pod_ports().await.is_empty()
+            && env.cluster.list_ips().await.expect("list IPs").is_empty())
+        .then_some(())
     })
     .await;
     eventually("net2 counts back to 0", || async {
-        (env.cluster.subnet_v4_using("net2").await.expect("Subnet status") == Some(0)).then_some(())
+        (env.cluster
+            .subnet_v4_using("net2")
+            .await
+            .expect("Subnet status")
+            == Some(0))
+        .then_some(())
     })
     .await;
     Ok(())
@@ -345,9 +382,11 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() -> anyhow::Result<(
     let env = PodEnv::start("pods-200").await?;
     env.cluster.create_namespace("burst").await?;
     env.cluster
-        .create_ready_subnet("burst", subnet_spec(None, "10.40.0.0/22", &["burst"])).await?;
+        .create_ready_subnet("burst", subnet_spec(None, "10.40.0.0/22", &["burst"]))
+        .await?;
     let names: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
-    env.cluster.create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
+    env.cluster
+        .create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
         .await?;
     let pods = env.cluster.wait_allocated("burst", 200).await?;
     let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
@@ -358,17 +397,29 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() -> anyhow::Result<(
     assert!(allocations.iter().all(|a| in_cidr(&a.ip, "10.40.0.0/22")));
     assert_ports_match_pods(&env, &pods).await;
     eventually("burst counts 200", || async {
-        (env.cluster.subnet_v4_using("burst").await.expect("Subnet status") == Some(200)).then_some(())
+        (env.cluster
+            .subnet_v4_using("burst")
+            .await
+            .expect("Subnet status")
+            == Some(200))
+        .then_some(())
     })
     .await;
 
     env.cluster.delete_pods("burst", &names).await?;
     eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty() && env.cluster.list_ips().await.expect("list IPs").is_empty()).then_some(())
+        (env.pod_ports().await.is_empty()
+            && env.cluster.list_ips().await.expect("list IPs").is_empty())
+        .then_some(())
     })
     .await;
     eventually("burst counts back to 0", || async {
-        (env.cluster.subnet_v4_using("burst").await.expect("Subnet status") == Some(0)).then_some(())
+        (env.cluster
+            .subnet_v4_using("burst")
+            .await
+            .expect("Subnet status")
+            == Some(0))
+        .then_some(())
     })
     .await;
     Ok(())
@@ -391,16 +442,24 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Res
             ..api::SubnetSpec::default()
         },
     );
-    env.cluster.subnets()
+    env.cluster
+        .subnets()
         .create(&PostParams::default(), &subnet)
         .await
         .expect("create subnet");
     env.cluster
         .wait_subnet("dual", "Ready", subnet_ready)
         .await?;
-    env.cluster.create_pods("dual", vec![pod("d1", &[])]).await?;
+    env.cluster
+        .create_pods("dual", vec![pod("d1", &[])])
+        .await?;
     let pod = eventually("d1 allocated", || async {
-        env.cluster.pods("dual").get("d1").await.ok().filter(allocated)
+        env.cluster
+            .pods("dual")
+            .get("d1")
+            .await
+            .ok()
+            .filter(allocated)
     })
     .await;
     let got = allocation(&pod).expect("allocation");
@@ -432,7 +491,10 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Res
     assert_eq!(ip.spec.ip_address, "10.70.0.2,fd00:70::2");
 
     // Someone deletes our port: it is restored with the same addresses.
-    env.base.ovn.nbctl(&["lsp-del", "d1.dual"]).expect("lsp-del");
+    env.base
+        .ovn
+        .nbctl(&["lsp-del", "d1.dual"])
+        .expect("lsp-del");
     let restored = eventually("port d1.dual restored", || async {
         env.pod_ports()
             .await
@@ -449,12 +511,14 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Res
             .contains(&restored.uuid)
     );
     // Someone deletes the IP resource: it comes back.
-    env.cluster.ips()
+    env.cluster
+        .ips()
         .delete("d1.dual", &kube::api::DeleteParams::default())
         .await
         .expect("delete IP");
     let back = eventually("IP d1.dual back", || async {
-        env.cluster.ips()
+        env.cluster
+            .ips()
             .get_opt("d1.dual")
             .await
             .expect("get IP")
@@ -475,8 +539,10 @@ async fn assert_ports_match_pods(env: &PodEnv, pods: &[Pod]) {
         ports.iter().map(|p| (p.name.clone(), p)).collect();
     assert_eq!(by_name.len(), ports.len(), "no duplicate port names");
     let ips: BTreeMap<String, api::IP> = env
+        .cluster
         .list_ips()
         .await
+        .expect("list IPs")
         .into_iter()
         .map(|ip| (ip.name_any(), ip))
         .collect();
@@ -511,7 +577,8 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Res
     let mut env = PodEnv::start("pods-sigkill").await?;
     env.cluster.create_namespace("crash").await?;
     env.cluster
-        .create_ready_subnet("crash", subnet_spec(None, "10.50.0.0/22", &["crash"])).await?;
+        .create_ready_subnet("crash", subnet_spec(None, "10.50.0.0/22", &["crash"]))
+        .await?;
     let mut log = AnnotationLog::watch(env.cluster.pods("crash"));
     let names: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
     let creating = {
@@ -530,13 +597,24 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Res
     // Deleted and created again under the same name (a new uid) while the
     // controller is down: the old port must not be taken for the new pod's.
     let recreated = "c1".to_string();
-    let old = env.cluster.pods("crash").get(&recreated).await.expect("get c1");
-    env.cluster.delete_pods("crash", std::slice::from_ref(&recreated))
+    let old = env
+        .cluster
+        .pods("crash")
+        .get(&recreated)
+        .await
+        .expect("get c1");
+    env.cluster
+        .delete_pods("crash", std::slice::from_ref(&recreated))
         .await?;
-    env.cluster.create_pods("crash", vec![pod(&recreated, &[])]).await?;
+    env.cluster
+        .create_pods("crash", vec![pod(&recreated, &[])])
+        .await?;
 
     env.base.start_controller().await?;
-    let pods = env.cluster.wait_allocated("crash", 500 - gone.len()).await?;
+    let pods = env
+        .cluster
+        .wait_allocated("crash", 500 - gone.len())
+        .await?;
     eventually("pods synced after the restart", || async {
         (env.base.controller().metric("rovn_pods_synced") == Some(1.0)).then_some(())
     })
@@ -577,7 +655,12 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Res
         "the new c1's port"
     );
     eventually("crash counts match", || async {
-        (env.cluster.subnet_v4_using("crash").await.expect("Subnet status") == Some(pods.len() as u128)).then_some(())
+        (env.cluster
+            .subnet_v4_using("crash")
+            .await
+            .expect("Subnet status")
+            == Some(pods.len() as u128))
+        .then_some(())
     })
     .await;
     Ok(())

@@ -196,12 +196,13 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() -> anyhow::R
     let iface = router.add_interface(ovn, &net1).expect("interface");
     let r1 = router.lr_name();
     let net2_lrp = lrp_name("net2", &r1);
-    let mut neutron = NeutronRows::snapshot(ovn)?;
+    let neutron = NeutronRows::snapshot(ovn)?;
 
     let controller = env.controller("subnets-a").await?;
     cluster.wait_vpc(&r1, "imported", |_| true).await?;
     cluster.create_namespace("net2").await?;
-    cluster.create_subnet("net2", subnet_spec(Some(&r1), "10.0.2.0/24", &["net2"]))
+    cluster
+        .create_subnet("net2", subnet_spec(Some(&r1), "10.0.2.0/24", &["net2"]))
         .await?;
     let subnet = env.wait_subnet("net2", "Ready", ready).await;
 
@@ -455,14 +456,15 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() -> anyhow::Result<()
     cluster.wait_vpc(&r1, "imported", |_| true).await?;
 
     // A valid Subnet bound to namespace shared, on the Neutron router.
-    cluster.create_subnet(
-        "sa",
-        SubnetSpec {
-            nat_outgoing: true,
-            ..subnet_spec(Some(&r1), "10.0.6.0/24", &["shared"])
-        },
-    )
-    .await?;
+    cluster
+        .create_subnet(
+            "sa",
+            SubnetSpec {
+                nat_outgoing: true,
+                ..subnet_spec(Some(&r1), "10.0.6.0/24", &["shared"])
+            },
+        )
+        .await?;
     let sa = env.wait_subnet("sa", "Ready", ready).await;
     let unsupported = condition(&sa, UNSUPPORTED).expect("Unsupported");
     assert!(
@@ -474,7 +476,11 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() -> anyhow::Result<()
     let neutron = NeutronRows::snapshot(ovn)?;
 
     let refused = [
-        ("bad-cidr", subnet_spec(Some(&r1), "10.0.2.0/33", &[]), "InvalidCidr"),
+        (
+            "bad-cidr",
+            subnet_spec(Some(&r1), "10.0.2.0/33", &[]),
+            "InvalidCidr",
+        ),
         (
             "bad-gateway",
             SubnetSpec {
@@ -606,7 +612,8 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() -> anyhow::Result<()
     // A switch of that name exists and is not ours: left alone.
     env.nbctl(&["ls-add", "taken"]);
     let foreign = env.nbctl(&["list", "Logical_Switch", "taken"]);
-    cluster.create_subnet("taken", subnet_spec(Some(&r1), "10.0.11.0/24", &[]))
+    cluster
+        .create_subnet("taken", subnet_spec(Some(&r1), "10.0.11.0/24", &[]))
         .await?;
     env.wait_subnet("taken", "NameTaken", |s| {
         condition(s, ATTACHED).is_some_and(|c| !c.is_true() && c.reason == "NameTaken")
@@ -623,9 +630,11 @@ async fn invalid_subnets_are_refused_before_any_ovn_write() -> anyhow::Result<()
     );
 
     // Two overlapping Subnets created at once: exactly one is accepted.
-    cluster.create_subnet("race-a", subnet_spec(Some(&r1), "10.0.10.0/24", &[]))
+    cluster
+        .create_subnet("race-a", subnet_spec(Some(&r1), "10.0.10.0/24", &[]))
         .await?;
-    cluster.create_subnet("race-b", subnet_spec(Some(&r1), "10.0.10.0/25", &[]))
+    cluster
+        .create_subnet("race-b", subnet_spec(Some(&r1), "10.0.10.0/25", &[]))
         .await?;
     let settled = |s: &Subnet| ready(s) || condition(s, VALIDATED).is_some_and(|c| !c.is_true());
     let a = env.wait_subnet("race-a", "settled", settled).await;
@@ -676,16 +685,18 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() -> a
         )
         .await
         .expect("create vpc-b");
-    cluster.wait_vpc("vpc-b", "Ready", |v| {
-        v.status
-            .as_ref()
-            .is_some_and(|s| is_condition_true(&s.conditions, READY))
-    })
-    .await?;
+    cluster
+        .wait_vpc("vpc-b", "Ready", |v| {
+            v.status
+                .as_ref()
+                .is_some_and(|s| is_condition_true(&s.conditions, READY))
+        })
+        .await?;
     let neutron = NeutronRows::snapshot(ovn)?;
     cluster.create_namespace("mv-ns").await?;
     cluster.create_namespace("mv-ns2").await?;
-    cluster.create_subnet("mv", subnet_spec(Some(&ra), "10.0.7.0/24", &["mv-ns"]))
+    cluster
+        .create_subnet("mv", subnet_spec(Some(&ra), "10.0.7.0/24", &["mv-ns"]))
         .await?;
     env.wait_subnet("mv", "Ready", ready).await;
     env.wait_namespace_bound("mv-ns", "mv", "10.0.7.0/24").await;

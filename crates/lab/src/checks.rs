@@ -19,6 +19,18 @@ impl Report {
         }
     }
 
+    /// Records and prints check `what` whose outcome is `result`; a failure also prints
+    /// the error.
+    pub fn check_result(&mut self, what: &str, result: anyhow::Result<()>) {
+        let failure = result.err();
+        self.check(what, failure.is_none());
+        if let Some(e) = failure {
+            for line in format!("{e:#}").lines() {
+                println!("         {line}");
+            }
+        }
+    }
+
     /// Whether every check passed.
     pub fn passed(&self) -> bool {
         self.failed.is_empty()

@@ -3,17 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use api::Vpc;
-use kube::Api;
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use tempfile::TempDir;
 use testenv::kube::{KubeEnv, k8s_bins};
 use testenv::netns::Netns;
+use testenv::neutron::NeutronRows;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, Attachment, ControllerProcess, Tenant, workspace_bin};
+use testenv::poll::{HANG_GUARD, wait_until_async};
+use testenv::stack::{
+    AgentProcess, Attachment, Cluster, ControllerOptions, ControllerProcess, Tenant, workspace_bin,
+};
 
 use crate::checks::Report;
 
@@ -27,8 +28,6 @@ const NET2: &str = "10.0.2.0/24";
 const SUBNET: &str = "net2";
 /// The pod the lab plugs.
 const POD: &str = "web";
-/// How long the lab waits for something that normally takes seconds before giving up.
-const HANG_GUARD: Duration = Duration::from_secs(120);
 /// Pings that must fail: this many attempts of one second each.
 const NEGATIVE_ATTEMPTS: u32 = 2;
 
@@ -77,6 +76,8 @@ pub struct Lab {
     pod: LabPod,
     agent: AgentProcess,
     controller: ControllerProcess,
+    /// Neutron's rows as the lab (playing Neutron) last left them.
+    neutron: NeutronRows,
     tenant: Tenant,
     kube: KubeEnv,
     ovn: OvnEnv,
@@ -108,10 +109,8 @@ impl Lab {
         let ovn = blocking(|| OvnEnv::builder().chassis(NODE).start()).context("starting OVN")?;
         step("Kubernetes: etcd and kube-apiserver, the kubeovn.io/v1 CRDs");
         let kube = blocking(KubeEnv::start).context("starting the API server")?;
-        let client = kube.client().await?;
-        tokio::time::timeout(HANG_GUARD, api::install::apply_crds(&client, "rovn-lab"))
-            .await
-            .context("applying the CRDs: no answer")??;
+        let cluster = Cluster::connect(&kube).await?;
+        cluster.install_crds().await?;
 
         step(&format!(
             "Neutron (Zed): router-a, network net-a {NET1}, VM vm-a {VM_IP} in a security group"
@@ -126,10 +125,15 @@ impl Lab {
             tenant.network.ls_name(),
             tenant.vm.netns().name()
         );
+        let neutron = blocking(|| NeutronRows::snapshot(&ovn))?;
 
         step("rovn-controller and rovn-agent");
+        let options = ControllerOptions {
+            log_dir: Some(dir.path.clone()),
+            ..ControllerOptions::default()
+        };
         let mut controller =
-            ControllerProcess::start(&dir.path, &ovn.nb_remote(), kube.kubeconfig(), "lab")?;
+            ControllerProcess::start_with(&ovn.nb_remote(), kube.kubeconfig(), "lab", &options)?;
         let agent_args = AgentProcess::chassis_args(kube.kubeconfig(), NODE, &ovn)?;
         let agent = blocking(|| AgentProcess::start(&dir.path, &agent_args))?;
         println!(
@@ -140,7 +144,7 @@ impl Lab {
 
         let vpc = tenant.router.lr_name();
         step(&format!("The router appears as Vpc {vpc}"));
-        wait_vpc(&client, &vpc, &mut controller).await?;
+        wait_vpc(&cluster, &vpc, &mut controller).await?;
         println!("  $ kubectl get vpc {vpc}");
         print_indented(&kube.kubectl(&["get", "vpc", &vpc])?);
 
@@ -199,6 +203,7 @@ impl Lab {
             },
             agent,
             controller,
+            neutron,
             tenant,
             kube,
             ovn,
@@ -248,11 +253,17 @@ impl Lab {
             !pod_to_vm,
         );
 
+        report.check_result(
+            "no row Neutron owns changed (rovn's set-up, the pod plugged)",
+            blocking(|| self.neutron.check(&self.ovn)),
+        );
+
         step(&format!(
             "Neutron: openstack security group rule create --ingress --ethertype IPv4 --remote-ip {NET2} {}",
             self.tenant.sg.id
         ));
         blocking(|| self.tenant.sg.add_rule_allowing(&self.ovn, NET2))?;
+        blocking(|| self.neutron.retake(&self.ovn))?;
         let pod_to_vm = blocking(|| pod.netns.ping(VM_IP));
         report.check(
             &format!("pod {} -> VM {VM_IP} with the rule: ping answered", pod.ip),
@@ -262,6 +273,10 @@ impl Lab {
         report.check(
             &format!("rovnctl diagnose: VM port {vm_port} reachable, allowed by the rule"),
             diagnosis.contains("reachable: allowed by") && !diagnosis.contains("DROPPED"),
+        );
+        report.check_result(
+            "no row Neutron owns changed (after Neutron's rule)",
+            blocking(|| self.neutron.check(&self.ovn)),
         );
         report.print_summary();
         Ok(report)
@@ -358,28 +373,32 @@ impl Lab {
     }
 }
 
-/// Waits until the controller has imported router `name` as a Vpc (with a status).
-async fn wait_vpc(
-    client: &kube::Client,
-    name: &str,
-    controller: &mut ControllerProcess,
-) -> Result<()> {
-    let vpcs: Api<Vpc> = Api::all(client.clone());
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        controller.process.check_running()?;
-        if let Ok(Some(vpc)) = vpcs.get_opt(name).await
-            && vpc.status.is_some()
-        {
-            return Ok(());
+/// Waits until the controller is ready and has imported router `name` as a Vpc (with a
+/// status); the controller exiting meanwhile ends the wait at once.
+async fn wait_vpc(cluster: &Cluster, name: &str, controller: &mut ControllerProcess) -> Result<()> {
+    controller.wait_ready().await?;
+    let process = &mut controller.process;
+    let what = format!("router {name} imported as a Vpc");
+    let imported = wait_until_async(HANG_GUARD, &what, || {
+        let exited = process.check_running().err();
+        async move {
+            match exited {
+                Some(e) => Some(Err(e)),
+                None => {
+                    let vpc = cluster.vpc(name).await.ok().flatten();
+                    vpc.filter(|v| v.status.is_some()).map(|_| Ok(()))
+                }
+            }
         }
-        if Instant::now() >= deadline {
-            bail!(
-                "router {name} was not imported as a Vpc within {HANG_GUARD:?}; rovn-controller log tail:\n{}",
-                controller.process.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    match imported {
+        // Imported, or the controller's exit (with its log tail).
+        Ok(done) => done,
+        Err(timeout) => Err(anyhow!(
+            "{timeout:#}; rovn-controller log tail:\n{}",
+            controller.process.log_tail()
+        )),
     }
 }
 

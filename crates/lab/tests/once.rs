@@ -30,7 +30,7 @@ fn lab_once_passes_its_checks_and_cleans_up() {
         "rovn-lab --once failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains("All 5 checks passed."), "{stdout}");
+    assert!(stdout.contains("All 7 checks passed."), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
 
     let pod_netns = netns_after(&stdout, " in netns ");

@@ -12,6 +12,7 @@ use ovsdb::{
     TxnBuilder, Value,
 };
 use testenv::ovn::OvnEnv;
+use testenv::poll::{wait_until, wait_until_async};
 
 const NB: &str = "OVN_Northbound";
 
@@ -79,13 +80,13 @@ async fn client_follows_new_leader_and_keeps_every_acknowledged_transaction() {
             }
         }));
     }
-    tokio::time::timeout(HANG_GUARD, async {
-        while acked.lock().unwrap().len() < kill_after {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
+    wait_until_async(
+        HANG_GUARD,
+        "the first transactions acknowledged",
+        || async { acked.lock().unwrap().len() >= kill_after },
+    )
     .await
-    .expect("hang guard: first transactions");
+    .unwrap();
     let e = env.clone();
     blocking(move || e.nb_kill_member(leader).unwrap()).await;
     killed_tx.send_replace(true);
@@ -248,7 +249,7 @@ async fn leader_only_client_leaves_a_server_that_lost_leadership() {
     let resume = ResumeOnDrop(pid);
     let e = env.clone();
     let new_leader = blocking(move || {
-        testenv::ovn::wait_until(HANG_GUARD, "a new leader", || {
+        wait_until(HANG_GUARD, "a new leader", || {
             (0..3).filter(|&i| i != leader).find(|&i| {
                 e.appctl(
                     testenv::ovn::Component::NbMember(i),
@@ -262,13 +263,11 @@ async fn leader_only_client_leaves_a_server_that_lost_leadership() {
     .await;
     drop(resume);
 
-    tokio::time::timeout(HANG_GUARD, async {
-        while c.current_remote().map(|r| r.to_string()) != Some(remotes[new_leader].clone()) {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    wait_until_async(HANG_GUARD, "the client on the new leader", || async {
+        c.current_remote().map(|r| r.to_string()) == Some(remotes[new_leader].clone())
     })
     .await
-    .expect("hang guard: client moves to the new leader");
+    .unwrap();
     c.transact(NB, insert_address_set("after-move"))
         .await
         .unwrap();

@@ -32,9 +32,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
-use certs::Certs;
 use crate::http::http_get;
 use crate::process::{Daemon, DaemonSpec};
+use certs::Certs;
 
 /// How long etcd and the API server get to become ready (a cold start on two
 /// cores takes a few seconds).
@@ -285,7 +285,10 @@ fn start_etcd(dir: &Path, bins: &Path) -> Result<(Daemon, String)> {
             let mut etcd =
                 Daemon::spawn(DaemonSpec::new("etcd", dir, bins.join("etcd")).args(args))?;
             wait_ready_or_port_race(&mut etcd, "etcd /health", || {
-                let (_, body) = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)), "/health")?;
+                let (_, body) = http_get(
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)),
+                    "/health",
+                )?;
                 body.contains("\"health\":\"true\"").then_some(())
             })?;
             Ok((etcd, client_url))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::process::run_plain;
+use crate::process::run;
 
 /// Distinguishes namespaces and interfaces made by one test process.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -29,7 +29,7 @@ impl Netns {
     /// Creates a namespace named `rovn-<pid>x<n>` with `lo` up.
     pub fn new() -> Result<Self> {
         let name = format!("rovn-{}", unique_suffix());
-        run_plain("ip", &["netns", "add", &name])?;
+        run("ip", &["netns", "add", &name])?;
         let ns = Self { name };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -45,7 +45,7 @@ impl Netns {
     pub fn exec(&self, args: &[&str]) -> Result<String> {
         let mut argv = vec!["netns", "exec", self.name.as_str()];
         argv.extend_from_slice(args);
-        run_plain("ip", &argv)
+        run("ip", &argv)
     }
 
     /// Whether `ip` answers one of up to `attempts` pings (`ping -n -c 1 -W 1`)
@@ -65,7 +65,7 @@ impl Netns {
 
     /// Whether a namespace of this name exists (`ip netns list`).
     pub fn exists(name: &str) -> bool {
-        run_plain("ip", &["netns", "list"])
+        run("ip", &["netns", "list"])
             .map(|list| {
                 list.lines()
                     .any(|l| l.split_whitespace().next() == Some(name))
@@ -76,7 +76,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = run_plain("ip", &["netns", "del", &self.name]);
+        let _ = run("ip", &["netns", "del", &self.name]);
     }
 }
 
@@ -137,7 +137,7 @@ struct PluggedPort {
 
 impl Drop for PluggedPort {
     fn drop(&mut self) {
-        let _ = run_plain(
+        let _ = run(
             "ovs-vsctl",
             &[
                 &format!("--db={}", self.bridge.ovs_remote),
@@ -159,9 +159,9 @@ impl PluggedPort {
             Some(ns) => {
                 let mut argv = vec!["netns", "exec", ns.as_str()];
                 argv.extend_from_slice(cmd);
-                run_plain("ip", &argv)
+                run("ip", &argv)
             }
-            None => run_plain(cmd[0], &cmd[1..]),
+            None => run(cmd[0], &cmd[1..]),
         }
     }
 }
@@ -186,7 +186,7 @@ impl Workload {
             "netns",
             netns.name(),
         ]);
-        run_plain("ip", &link_add).context("creating the veth pair")?;
+        run("ip", &link_add).context("creating the veth pair")?;
         let workload = Self {
             port: PluggedPort {
                 bridge: bridge.clone(),
@@ -221,7 +221,7 @@ impl Workload {
         port.run_in_bridge_netns(&["ip", "link", "set", host_if, "mtu", &mtu, "up"])?;
         port.run_in_bridge_netns(&["ethtool", "-K", host_if, "tx", "off"])
             .context("turning TX checksum offload off on the host end")?;
-        run_plain(
+        run(
             "ovs-vsctl",
             &[
                 &format!("--db={}", port.bridge.ovs_remote),

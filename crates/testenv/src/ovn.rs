@@ -28,10 +28,10 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::netns::{Bridge, Nic, Workload};
-use crate::poll::wait_until;
 use crate::pki::Pki;
-use chassis::{Chassis, Placement};
+use crate::poll::wait_until;
 use crate::process::{Daemon, DaemonSpec, run_tool};
+use chassis::{Chassis, Placement};
 use server::{Listeners, OvsdbCluster, OvsdbServer};
 
 const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
@@ -459,6 +459,31 @@ impl OvnEnv {
         ];
         argv.extend(args.iter().map(|a| a.to_string()));
         run_tool(chassis.dir(), "ovs-vsctl", &argv)
+    }
+
+    /// The `external_ids` of the chassis' OVS Interface `name` (`ovs-vsctl --bare`
+    /// form), when it exists.
+    pub fn ovs_interface_external_ids(&self, name: &str) -> Result<Option<String>> {
+        let out = self.vsctl(&[
+            "--bare",
+            "--columns=external_ids",
+            "find",
+            "Interface",
+            &format!("name={name}"),
+        ])?;
+        let out = out.trim();
+        Ok((!out.is_empty()).then(|| out.to_owned()))
+    }
+
+    /// Whether network interface `name` exists where the chassis' `ovs-vswitchd` runs
+    /// (where the host ends of workload veths are).
+    pub fn chassis_link_exists(&self, name: &str) -> Result<bool> {
+        let mut argv = Vec::new();
+        if let Some(netns) = self.chassis_netns()? {
+            argv.extend(["-n", netns]);
+        }
+        argv.extend(["link", "show", name]);
+        Ok(crate::process::run("ip", &argv).is_ok())
     }
 
     /// Creates a workload namespace configured from `nic` and plugs it into

@@ -155,7 +155,11 @@ pub fn wait_until<P: Outcome>(
 
 /// Calls the async `probe` until it says `what` is there, for at most `timeout` (a probe
 /// call still running at the deadline is abandoned).
-pub async fn wait_until_async<P, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Result<P::Value>
+pub async fn wait_until_async<P, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut probe: F,
+) -> Result<P::Value>
 where
     P: Outcome,
     F: FnMut() -> Fut,

@@ -1,5 +1,6 @@
 //! The processes the environments start — OVN/OVS daemons, etcd and kube-apiserver,
-//! `rovn-controller` and `rovn-agent` — and the command-line tools they run.
+//! `rovn-controller` and `rovn-agent` — and the command-line tools they and the tests run
+//! ([`run`]).
 //!
 //! A [`Daemon`] runs in a directory of its own with its output in a file there, gets
 //! SIGKILL when the test process dies (parent-death signal, set from one long-lived
@@ -364,16 +365,16 @@ pub(crate) fn run_tool<S: AsRef<OsStr>>(dir: &Path, program: &str, args: &[S]) -
     let mut cmd = Command::new(program);
     cmd.current_dir(dir);
     set_rundirs(&mut cmd, dir);
-    run(cmd, program, args)
+    run_command(cmd, program, args)
 }
 
-/// Runs a command-line tool (`ip`, `ovs-vsctl --db=…`) to completion and
+/// Runs a command-line tool (`ip`, `ovs-vsctl --db=…`, `ethtool`) to completion and
 /// returns its stdout; a non-zero exit is an error carrying stderr.
-pub(crate) fn run_plain<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
-    run(Command::new(program), program, args)
+pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
+    run_command(Command::new(program), program, args)
 }
 
-fn run<S: AsRef<OsStr>>(mut cmd: Command, program: &str, args: &[S]) -> Result<String> {
+fn run_command<S: AsRef<OsStr>>(mut cmd: Command, program: &str, args: &[S]) -> Result<String> {
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("OVN_NB_DAEMON")

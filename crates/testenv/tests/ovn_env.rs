@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use testenv::netns::{Netns, Nic};
 use testenv::ovn::{Component, OvnEnv};
-use testenv::poll::wait_until;
 use testenv::pki::Pki;
+use testenv::poll::wait_until;
 
 /// Whether a process with this pid exists and is not a zombie.
 fn alive(pid: u32) -> bool {

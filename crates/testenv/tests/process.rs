@@ -31,7 +31,8 @@ fn exit_codes_output_and_environment_are_reported() {
 #[test]
 fn sigterm_stops_a_daemon_and_sigkill_kills_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::spawn(DaemonSpec::new("sleeper", dir.path(), "sleep").arg("600")).unwrap();
+    let mut daemon =
+        Daemon::spawn(DaemonSpec::new("sleeper", dir.path(), "sleep").arg("600")).unwrap();
     assert!(daemon.running());
     assert!(daemon.pid().is_some());
     let status = daemon.terminate(BOUND).unwrap();
@@ -61,7 +62,8 @@ fn a_daemon_that_dies_before_it_is_ready_fails_the_wait_at_once() {
     assert!(started.elapsed() < Duration::from_secs(60), "{message}");
 
     // A daemon that runs but never gets ready: a timeout naming what and the last seen.
-    let mut daemon = Daemon::spawn(DaemonSpec::new("idle", dir.path(), "sleep").arg("600")).unwrap();
+    let mut daemon =
+        Daemon::spawn(DaemonSpec::new("idle", dir.path(), "sleep").arg("600")).unwrap();
     let err = daemon
         .wait_ready(Duration::from_millis(100), "a socket", || {
             Err::<(), _>("no socket file")

@@ -17,19 +17,16 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-/// Waits (with [`HANG_GUARD`]) until `cond` holds on the replica, re-checking after each event.
+/// Waits (with [`HANG_GUARD`]) until `cond` holds on the replica.
 pub async fn wait_for(replica: &Replica, what: &str, mut cond: impl FnMut(&Replica) -> bool) {
-    let mut events = replica.subscribe();
-    tokio::time::timeout(HANG_GUARD, async {
-        while !cond(replica) {
-            tokio::select! {
-                _ = events.recv() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
+    let held = testenv::poll::wait_until_async(HANG_GUARD, what, || {
+        let holds = cond(replica);
+        async move { holds }
     })
-    .await
-    .unwrap_or_else(|_| panic!("hang guard expired waiting for {what}"));
+    .await;
+    if let Err(e) = held {
+        panic!("{e:#}");
+    }
 }
 
 /// OVS's JSON for a cell: one-element sets as a bare atom.

@@ -3,6 +3,7 @@
 //! compared later.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -30,7 +31,9 @@ pub fn neutron_rows(dump: &str) -> Result<String> {
             table = line;
             continue;
         }
-        if line.contains("neutron:") || line.contains("subnet_id") || line.contains("neutron_pg_drop")
+        if line.contains("neutron:")
+            || line.contains("subnet_id")
+            || line.contains("neutron_pg_drop")
         {
             let mut row: Value = serde_json::from_str(line.trim())
                 .with_context(|| format!("a row of the NB dump: {line}"))?;
@@ -70,30 +73,35 @@ fn drop_refs(value: &mut Value, ours: &HashSet<String>) {
 }
 
 /// The Neutron-owned rows as the test (acting as Neutron) last left them, to prove rovn
-/// never changes them.
+/// never changes them. Shared by reference: [`neutron_writes`](Self::neutron_writes) takes
+/// its new snapshot through `&self`.
 ///
 /// ```no_run
 /// # fn demo() -> anyhow::Result<()> {
 /// use testenv::neutron::{NeutronRouter, NeutronRows};
 /// let ovn = testenv::ovn::OvnEnv::builder().northd().start()?;
-/// let mut neutron = NeutronRows::snapshot(&ovn)?;
+/// let neutron = NeutronRows::snapshot(&ovn)?;
 /// let router = neutron.neutron_writes(&ovn, "create router1", || {
 ///     NeutronRouter::create(&ovn, "router1")
-/// })??;
+/// })?;
 /// // ... rovn runs ...
 /// neutron.check(&ovn)?;
-/// # let _ = router; Ok(()) }
+/// // Acting as Neutron without a panic on a change before (e.g. in the lab):
+/// neutron.check(&ovn)?;
+/// router.delete(&ovn)?;
+/// neutron.retake(&ovn)?;
+/// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct NeutronRows {
-    expected: String,
+    expected: Mutex<String>,
 }
 
 impl NeutronRows {
     /// Snapshot of the current Neutron rows.
     pub fn snapshot(ovn: &OvnEnv) -> Result<Self> {
         Ok(Self {
-            expected: neutron_rows(&ovn.dump_nb()?)?,
+            expected: Mutex::new(neutron_rows(&ovn.dump_nb()?)?),
         })
     }
 
@@ -101,12 +109,17 @@ impl NeutronRows {
     /// last snapshot.
     pub fn check(&self, ovn: &OvnEnv) -> Result<()> {
         let now = neutron_rows(&ovn.dump_nb()?)?;
-        if now != self.expected {
-            bail!(
-                "Neutron-owned rows changed:\n--- expected\n{}\n--- found\n{now}",
-                self.expected
-            );
+        let expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        if now != *expected {
+            bail!("Neutron-owned rows changed:\n--- expected\n{expected}\n--- found\n{now}");
         }
+        Ok(())
+    }
+
+    /// Takes a new snapshot (after the test, acting as Neutron, changed Neutron's rows).
+    pub fn retake(&self, ovn: &OvnEnv) -> Result<()> {
+        let now = neutron_rows(&ovn.dump_nb()?)?;
+        *self.expected.lock().unwrap_or_else(|e| e.into_inner()) = now;
         Ok(())
     }
 
@@ -127,10 +140,11 @@ impl NeutronRows {
     /// # Panics
     ///
     /// When the rows changed before `change`, or NB cannot be read.
-    pub fn neutron_writes<T>(&mut self, ovn: &OvnEnv, what: &str, change: impl FnOnce() -> T) -> T {
+    pub fn neutron_writes<T>(&self, ovn: &OvnEnv, what: &str, change: impl FnOnce() -> T) -> T {
         self.assert_unchanged(ovn, &format!("before: {what}"));
         let result = change();
-        *self = Self::snapshot(ovn).unwrap_or_else(|e| panic!("after: {what}: {e:#}"));
+        self.retake(ovn)
+            .unwrap_or_else(|e| panic!("after: {what}: {e:#}"));
         result
     }
 }

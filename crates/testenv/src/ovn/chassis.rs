@@ -14,9 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::process::{Daemon, DaemonSpec, run_plain, run_tool};
 use super::server::{Listeners, OvsdbServer};
 use crate::netns::{Bridge, Netns};
+use crate::process::{Daemon, DaemonSpec, run, run_tool};
 
 const VSWITCH_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const INTEGRATION_BRIDGE: &str = "br-int";
@@ -226,7 +226,7 @@ impl Drop for Chassis {
         self.vswitchd.stop();
         for tap in taps {
             if Path::new("/sys/class/net").join(&tap).exists() {
-                let _ = run_plain("ip", &["link", "del", &tap]);
+                let _ = run("ip", &["link", "del", &tap]);
             }
         }
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::process::{Daemon, DaemonSpec, run_tool};
-use crate::poll::wait_until;
 use crate::pki::TlsFiles;
+use crate::poll::wait_until;
+use crate::process::{Daemon, DaemonSpec, run_tool};
 
 /// How long a server gets to answer after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -137,7 +137,9 @@ impl Cluster {
                     {
                         Ok(_) => Ok(()),
                         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                        Err(e) => Err(e).with_context(|| format!("deleting pod {namespace}/{name}")),
+                        Err(e) => {
+                            Err(e).with_context(|| format!("deleting pod {namespace}/{name}"))
+                        }
                     }
                 }
             })

@@ -118,7 +118,12 @@ impl ControllerProcess {
     /// free loopback port, logging to `<kept_log_dir>/rovn-controller-<identity>.log`. It
     /// does not wait for the controller to be ready ([`wait_ready`](Self::wait_ready)).
     pub fn start(nb_remote: &str, kubeconfig: &Path, identity: &str) -> Result<Self> {
-        Self::start_with(nb_remote, kubeconfig, identity, &ControllerOptions::default())
+        Self::start_with(
+            nb_remote,
+            kubeconfig,
+            identity,
+            &ControllerOptions::default(),
+        )
     }
 
     /// [`start`](Self::start) with `options`.
@@ -148,13 +153,8 @@ impl ControllerProcess {
         };
         let program = workspace_bin("controller", "rovn-controller")?;
         let name = format!("rovn-controller-{identity}");
-        let process = RovnProcess::spawn(
-            &name,
-            &log_dir,
-            &program,
-            &args,
-            &[("RUST_LOG", &rust_log)],
-        )?;
+        let process =
+            RovnProcess::spawn(&name, &log_dir, &program, &args, &[("RUST_LOG", &rust_log)])?;
         Ok(Self {
             process,
             identity: identity.to_owned(),
