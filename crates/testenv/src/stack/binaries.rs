@@ -67,6 +67,15 @@ fn build_workspace() -> Result<()> {
         .with_context(|| format!("{} is not a cargo profile directory", dir.display()))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
+    // What cargo sets for the test or bench running now describes that crate, not the
+    // build: build scripts watch some of it (ring: `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
+    // `OUT_DIR`…), so inheriting it would make this build, and then the next `cargo test`,
+    // rebuild them and everything above them.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_the_running_crate) {
+            build.env_remove(key);
+        }
+    }
     build
         // The whole workspace with every target, like `cargo test --workspace --all-targets`
         // builds it: the same feature resolution, so under that command this is a no-op
@@ -89,6 +98,23 @@ fn build_workspace() -> Result<()> {
         bail!("cargo build --workspace --all-targets failed ({status})");
     }
     Ok(())
+}
+
+/// Whether environment variable `key` is one cargo sets when it runs a crate's test, bench
+/// or binary (and not one of the user's or cargo's own settings).
+fn set_by_cargo_for_the_running_crate(key: &str) -> bool {
+    const EXACT: [&str; 9] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&key) || key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_BIN_EXE_")
 }
 
 /// The workspace's root directory (this crate is `crates/testenv` in it).
