@@ -3,11 +3,10 @@
 
 use std::process::Command;
 
-use api::{Subnet, SubnetSpec};
-use kube::api::{Api, PostParams};
 use testenv::kube::KubeEnv;
 use testenv::neutron::{NeutronNetwork, NeutronRouter, SecurityGroup};
 use testenv::ovn::OvnEnv;
+use testenv::stack::{Cluster, subnet_spec};
 
 fn rovnctl(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rovnctl"))
@@ -74,20 +73,10 @@ fn tells_which_vm_ports_drop_pod_connections_and_how_to_admit_them() {
     let kube = KubeEnv::shared().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = kube.client().await.unwrap();
-        api::install::apply_crds(&client, "rovnctl-test")
-            .await
-            .unwrap();
-        let subnet = Subnet::new(
-            "diag-net3",
-            SubnetSpec {
-                vpc: Some(lr.clone()),
-                cidr_block: "10.0.3.0/24".into(),
-                ..SubnetSpec::default()
-            },
-        );
-        Api::<Subnet>::all(client)
-            .create(&PostParams::default(), &subnet)
+        let cluster = Cluster::connect(kube).await.unwrap();
+        cluster.install_crds().await.unwrap();
+        cluster
+            .create_subnet("diag-net3", subnet_spec(Some(&lr), "10.0.3.0/24", &[]))
             .await
             .unwrap();
     });
