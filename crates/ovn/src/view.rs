@@ -19,13 +19,18 @@ pub fn kind_index() -> Index {
     Index::map_value("external_ids", KIND_KEY)
 }
 
-/// Declares in `spec` the indexes [`View`] uses on table `T`: names and
-/// owners.
+/// Adds table `T` with its typed row's columns to `spec`, with the indexes
+/// [`View`] uses on it: names (for tables that have one) and owners.
 pub fn index_table<T: Table>(spec: MonitorSpec) -> MonitorSpec {
-    spec.table_columns(T::NAME, T::COLUMNS)
-        .index(T::NAME, Index::column("name"))
+    let spec = spec
+        .table_columns(T::NAME, T::COLUMNS)
         .index(T::NAME, object_index())
-        .index(T::NAME, kind_index())
+        .index(T::NAME, kind_index());
+    if T::COLUMNS.contains(&"name") {
+        spec.index(T::NAME, Index::column("name"))
+    } else {
+        spec
+    }
 }
 
 /// Reads `row` as a `T`; an unreadable row is logged and skipped.

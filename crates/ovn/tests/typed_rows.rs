@@ -142,7 +142,7 @@ async fn neutron_rows_read_as_typed_rows_and_ours_write_back() {
         "set",
         "Logical_Switch",
         "net2",
-        "external_ids:rovn:object=other",
+        "external_ids:\"rovn:object\"=other",
     ])
     .unwrap();
     let mut txn = OwnedTxn::new();
@@ -154,7 +154,7 @@ async fn neutron_rows_read_as_typed_rows_and_ours_write_back() {
         "set",
         "Logical_Switch",
         "net2",
-        "external_ids:rovn:object=net2",
+        "external_ids:\"rovn:object\"=net2",
     ])
     .unwrap();
     let mut txn = OwnedTxn::new();
