@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use api::pod_network::{self, PodNetwork};
 use cni::protocol::{AgentRequest, AgentResponse};
 use cni::{CniError, CniResult, Command, Interface, IpConfig, PodRef, Route};
 use ipnet::IpNet;
@@ -13,7 +14,7 @@ use kube::Api;
 
 use crate::link::{self, Expected, LinkError, VethSpec};
 use crate::ovs::{IFACE_ID, LocalSwitch, PodPort};
-use crate::pod::{self, PodNetwork, PodNetworkError};
+use crate::pod::{self, PodNetworkError};
 use crate::port_up::PortUpWait;
 
 /// Plugin-specific CNI error code: the pod's annotations cannot be used.
@@ -242,7 +243,7 @@ impl Agent {
             );
             tracing::info!(
                 target: ADD_TIMINGS_TARGET,
-                port = %network.port_name,
+                port = %pod_network::port_name(&pod.namespace, &pod.name),
                 allocation_us = phases.allocation.as_micros() as u64,
                 veth_us = phases.veth.as_micros() as u64,
                 plug_us = phases.plug.as_micros() as u64,
@@ -272,7 +273,7 @@ impl Agent {
             host_if: host_if.to_owned(),
             pod_netns: PathBuf::from(netns),
             pod_if: ifname.to_owned(),
-            mac: network.mac_bytes,
+            mac: network.mac.0,
             mtu: self.settings.mtu,
             addresses: network.addresses.clone(),
         };
@@ -280,16 +281,13 @@ impl Agent {
             .await
             .map_err(link_error)?;
         phases.veth = phases.lap();
-        let ips: Vec<String> = network
-            .addresses
-            .iter()
-            .map(|a| a.address.addr().to_string())
-            .collect();
+        let port_name = pod_network::port_name(&pod.namespace, &pod.name);
+        let ips: Vec<String> = network.ips().map(|ip| ip.to_string()).collect();
         self.switch
             .plug(&PodPort {
                 host_if: host_if.to_owned(),
-                iface_id: network.port_name.clone(),
-                mac: network.mac.clone(),
+                iface_id: port_name.clone(),
+                mac: network.mac.to_string(),
                 pod_namespace: pod.namespace.clone(),
                 pod_name: pod.name.clone(),
                 container_id: container_id.to_owned(),
@@ -300,7 +298,7 @@ impl Agent {
             .await
             .map_err(|e| error(OVS_FAILURE, "plugging the pod's port into OVS failed", e))?;
         phases.plug = phases.lap();
-        self.wait_port_up(&network.port_name, host_if).await?;
+        self.wait_port_up(&port_name, host_if).await?;
         phases.port_up = phases.lap();
 
         let mut result = CniResult {
@@ -312,7 +310,7 @@ impl Agent {
                 },
                 Interface {
                     name: ifname.to_owned(),
-                    mac: Some(network.mac.clone()),
+                    mac: Some(network.mac.to_string()),
                     mtu: Some(self.settings.mtu),
                     sandbox: Some(netns.to_owned()),
                     ..Default::default()
@@ -439,7 +437,7 @@ impl Agent {
         link::run_on_own_thread("rovn-check", move || link::check(expected))
             .await
             .map_err(link_error)?;
-        let port_name = pod::port_name(&pod.namespace, &pod.name);
+        let port_name = pod_network::port_name(&pod.namespace, &pod.name);
         let iface = self
             .switch
             .interface(&host_if)

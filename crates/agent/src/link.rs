@@ -18,7 +18,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::ethtool;
-use crate::pod::PodAddress;
+use api::pod_network::PodAddress;
 
 /// `ENODEV`/`ENOENT` from netlink: the link is not there.
 const NOT_FOUND_ERRNOS: [i32; 2] = [libc::ENODEV, libc::ENOENT];

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ovn::view::decode;
 use ovn::vswitch::{self, Bridge, Interface, Port};
 use ovn::{Table, check_schema};
-use ovsdb::{Client, Condition, MonitorSpec, Mutation, Row, TxnBuilder, Uuid, Value};
+use ovsdb::{Client, Condition, Index, MonitorSpec, Mutation, Row, TxnBuilder, Uuid, Value};
 
 use crate::changes::ChangeSignal;
 
@@ -83,7 +84,9 @@ impl LocalSwitch {
             .table_columns("Open_vSwitch", &["bridges", "external_ids"])
             .table_columns("Bridge", &["name", "ports"])
             .table_columns("Port", &["name", "interfaces", "external_ids"])
-            .table_columns("Interface", &["name", "external_ids"]);
+            .table_columns("Interface", &["name", "external_ids"])
+            .index("Bridge", Index::column("name"))
+            .index("Interface", Index::column("name"));
         let replica = client.monitor(vswitch::DATABASE, spec).await?;
         Ok(LocalSwitch {
             client,
@@ -207,9 +210,7 @@ impl LocalSwitch {
             .first()
             .and_then(|r| r.rows())
             .unwrap_or_default();
-        Ok(rows
-            .first()
-            .and_then(|row| Interface::from_row(row.uuid().unwrap_or_default(), row).ok()))
+        Ok(rows.first().and_then(decode))
     }
 
     /// Waits at most `timeout` until ovn-controller marked interface `host_if` installed.

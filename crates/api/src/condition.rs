@@ -19,6 +19,14 @@ pub const ATTACHED: &str = "Attached";
 pub const ROUTER_MISSING: &str = "RouterMissing";
 /// Condition type: the spec sets fields rovn does not implement (message lists them).
 pub const UNSUPPORTED: &str = "Unsupported";
+/// Condition type: an imported Vpc's Neutron router is in OVN.
+pub const IMPORTED: &str = "Imported";
+/// Condition type: deletion waits for something (Subnets of a Vpc, addresses
+/// of a Subnet) to go; the message lists it.
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+/// Condition type (Subnets on a Neutron router): pod→VM connections need a
+/// Neutron security group rule admitting the Subnet's CIDR.
+pub const NEUTRON_SECURITY_GROUPS: &str = "NeutronSecurityGroups";
 
 /// Status of a condition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod install;
 pub mod ip;
 pub mod ip_count;
+pub mod pod_network;
 pub mod subnet;
 pub mod unsupported;
 pub mod vpc;
@@ -17,6 +18,7 @@ pub mod vpc;
 pub use condition::{Condition, ConditionStatus};
 pub use ip::{IP, IpSpec, IpStatus};
 pub use ip_count::IpCount;
+pub use pod_network::PodNetwork;
 pub use subnet::{GatewayType, Protocol, Subnet, SubnetSpec, SubnetStatus};
 pub use unsupported::UnsupportedFields;
 pub use vpc::{

@@ -194,3 +194,15 @@ impl UnsupportedFields for SubnetSpec {
             .take_sorted()
     }
 }
+
+impl Subnet {
+    /// The Subnet's VPC: `spec.vpc`, or `default_vpc` when absent or empty.
+    pub fn vpc_or(&self, default_vpc: &str) -> String {
+        self.spec
+            .vpc
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .unwrap_or(default_vpc)
+            .to_string()
+    }
+}

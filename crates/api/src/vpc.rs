@@ -180,3 +180,16 @@ impl UnsupportedFields for VpcSpec {
             .take_sorted()
     }
 }
+
+impl Vpc {
+    /// Whether the Vpc was imported from a Neutron router (Kube-OVN's
+    /// external label): its router is Neutron's, never written by rovn.
+    pub fn is_imported(&self) -> bool {
+        self.metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(crate::annotations::VPC_EXTERNAL_LABEL))
+            .map(String::as_str)
+            == Some(crate::annotations::TRUE)
+    }
+}

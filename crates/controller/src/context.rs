@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{Subnet, Vpc};
+use api::{Subnet, Vpc, VpcStatus};
 use kube::Api;
-use ovn::Table;
-use ovn::nb;
-use ovsdb::{ClientConfig, MonitorSpec, Replica, TlsFiles, TxnBuilder, TxnResult};
+use kube::api::{Patch, PatchParams};
+use ovn::owned::Gateway;
+use ovn::owned::owner::{NEUTRON_NETWORK_NAME, SUBNET_KEY};
+use ovn::view::{self, View};
+use ovn::{Table, nb};
+use ovsdb::{ClientConfig, Index, MonitorSpec, TlsFiles};
 
+use crate::bindings::SubnetState;
 use crate::cli::Args;
 use crate::metrics::Metrics;
 
@@ -18,6 +22,8 @@ pub const FIELD_MANAGER: &str = "rovn-controller";
 
 /// Name of the default VPC, created at start-up.
 pub const DEFAULT_VPC: &str = "ovn-cluster";
+/// Name of the default Subnet, created at start-up on the default VPC.
+pub const DEFAULT_SUBNET: &str = "ovn-default";
 
 /// Tunables of the reconcilers.
 #[derive(Clone, Debug)]
@@ -38,7 +44,7 @@ impl Settings {
         Self {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             default_vpc: DEFAULT_VPC.to_string(),
-            default_subnet: crate::subnet::DEFAULT_SUBNET.to_string(),
+            default_subnet: DEFAULT_SUBNET.to_string(),
             default_cidr: args.default_cidr.clone(),
         }
     }
@@ -66,23 +72,36 @@ pub enum ContextError {
     Schema(#[source] ovsdb::Error),
 }
 
-/// The tables (with the typed rows' columns) the NB replica holds.
+/// Index of our pod ports by Subnet (`external_ids:rovn:subnet`).
+pub fn pod_subnet_index() -> Index {
+    Index::map_value("external_ids", SUBNET_KEY)
+}
+
+/// Index of Neutron's router ports by network (`neutron:network_name`).
+pub fn neutron_network_index() -> Index {
+    Index::map_value("external_ids", NEUTRON_NETWORK_NAME)
+}
+
+/// The tables (with the typed rows' columns) the NB replica holds, and the
+/// indexes of the lookups the reconcilers make.
 pub fn nb_monitor_spec() -> MonitorSpec {
-    MonitorSpec::new()
-        .table_columns(nb::LogicalRouter::NAME, nb::LogicalRouter::COLUMNS)
-        .table_columns(nb::LogicalRouterPort::NAME, nb::LogicalRouterPort::COLUMNS)
-        .table_columns(nb::LogicalSwitch::NAME, nb::LogicalSwitch::COLUMNS)
-        .table_columns(nb::LogicalSwitchPort::NAME, nb::LogicalSwitchPort::COLUMNS)
-        .table_columns(
-            nb::LogicalRouterStaticRoute::NAME,
-            nb::LogicalRouterStaticRoute::COLUMNS,
-        )
+    let spec = [
+        view::index_table::<nb::LogicalRouter>,
+        view::index_table::<nb::LogicalRouterPort>,
+        view::index_table::<nb::LogicalSwitch>,
+        view::index_table::<nb::LogicalSwitchPort>,
+        view::index_table::<nb::LogicalRouterStaticRoute>,
+    ]
+    .iter()
+    .fold(MonitorSpec::new(), |spec, index| index(spec));
+    spec.index(nb::LogicalSwitchPort::NAME, pod_subnet_index())
+        .index(nb::LogicalRouterPort::NAME, neutron_network_index())
 }
 
 /// Connects to the Northbound database named by the flags, checks its schema
-/// and starts the replica; returns once the replica holds the current
-/// contents.
-pub async fn connect_nb(args: &Args) -> Result<(ovsdb::Client, Replica), ContextError> {
+/// and starts the replica; returns the write gateway and the typed view once
+/// the replica holds the current contents.
+pub async fn connect_nb(args: &Args) -> Result<(Gateway, View), ContextError> {
     let mut config =
         ClientConfig::from_remotes(&args.ovn_nb).map_err(|source| ContextError::Remotes {
             remotes: args.ovn_nb.clone(),
@@ -118,17 +137,18 @@ pub async fn connect_nb(args: &Args) -> Result<(ovsdb::Client, Replica), Context
         .monitor(nb::DATABASE, nb_monitor_spec())
         .await
         .map_err(ContextError::Nb)?;
-    Ok((client, replica))
+    Ok((Gateway::new(client), View::new(replica)))
 }
 
 /// Shared state of the reconcilers; cheap to clone behind an `Arc`.
 pub struct Context {
     /// Kubernetes API client.
     pub kube: kube::Client,
-    /// OVN Northbound client (transactions).
-    pub nb: ovsdb::Client,
-    /// Replica of the Northbound tables in [`nb_monitor_spec`].
-    pub nb_replica: Replica,
+    /// The only way to write the Northbound database.
+    pub nb: Gateway,
+    /// Typed reads of the replica of the Northbound tables in
+    /// [`nb_monitor_spec`].
+    pub nb_view: View,
     /// Metrics served on `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Tunables.
@@ -138,7 +158,7 @@ pub struct Context {
     pub ipam: std::sync::Mutex<ipam::Ipam>,
     /// Subnets accepted by the Subnet reconciler (namespace binding, overlap
     /// checks) and its refresh requests.
-    pub subnet_state: crate::subnet::SubnetState,
+    pub subnet_state: SubnetState,
 }
 
 impl Context {
@@ -148,15 +168,15 @@ impl Context {
         kube: kube::Client,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, ContextError> {
-        let (nb, nb_replica) = connect_nb(args).await?;
+        let (nb, nb_view) = connect_nb(args).await?;
         Ok(Arc::new(Self {
             kube,
             nb,
-            nb_replica,
+            nb_view,
             metrics,
             settings: Settings::from_args(args),
             ipam: std::sync::Mutex::new(ipam::Ipam::default()),
-            subnet_state: crate::subnet::SubnetState::default(),
+            subnet_state: SubnetState::default(),
         }))
     }
 
@@ -165,18 +185,38 @@ impl Context {
         Api::all(self.kube.clone())
     }
 
+    /// The Subnet pods of `namespace` use (see
+    /// [`SubnetState::subnet_for_namespace`]): `None` until the Subnet
+    /// reconciler has accepted a Subnet for it (retry later).
+    pub fn subnet_for_namespace(&self, namespace: &str) -> Option<String> {
+        self.subnet_state
+            .subnet_for_namespace(namespace, &self.settings.default_vpc)
+    }
+
+    /// Asks for a refresh of `subnet`'s status (address counts) and a
+    /// re-check of its pending deletion: call after allocating or releasing
+    /// addresses. Requests are coalesced; the call never blocks.
+    pub fn request_subnet_refresh(&self, subnet: &str) {
+        self.subnet_state.request_refresh(subnet);
+    }
+
+    /// Writes a Vpc's status (server-side apply, our field manager).
+    pub async fn apply_vpc_status(
+        &self,
+        name: &str,
+        status: &VpcStatus,
+    ) -> Result<Vpc, kube::Error> {
+        self.vpcs()
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&api::status_apply_patch::<Vpc>(status)),
+            )
+            .await
+    }
+
     /// The cluster-scoped Subnet API.
     pub fn subnets(&self) -> Api<Subnet> {
         Api::all(self.kube.clone())
-    }
-
-    /// A transaction on the Northbound database.
-    pub fn nb_txn(&self) -> TxnBuilder {
-        TxnBuilder::new(nb::DATABASE)
-    }
-
-    /// Commits a Northbound transaction.
-    pub async fn nb_commit(&self, txn: &TxnBuilder) -> ovsdb::Result<TxnResult> {
-        self.nb.commit(txn).await
     }
 }

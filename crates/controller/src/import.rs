@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use api::annotations::{TRUE, VPC_EXTERNAL_LABEL};
-use api::condition::{self, Condition, READY, ROUTER_MISSING};
+use api::condition::{self, Condition, IMPORTED, READY, ROUTER_MISSING};
 use api::unsupported::UnsupportedFields;
 use api::{Subnet, Vpc, VpcStatus, VpcType};
 use futures::StreamExt;
@@ -33,16 +33,9 @@ use crate::queue::WorkQueue;
 pub const VPC_TYPE_LABEL: &str = "rovn.io/vpc-type";
 /// Value of [`VPC_TYPE_LABEL`] on imported Vpcs.
 pub const VPC_TYPE_EXTERNAL: &str = "external";
-/// Condition type: the Vpc mirrors an existing Neutron router.
-pub const IMPORTED: &str = "Imported";
 
 /// Imports run concurrently for this many routers.
 const WORKERS: usize = 8;
-
-/// Whether the Vpc was imported from a Neutron router.
-pub fn is_imported(vpc: &Vpc) -> bool {
-    vpc.labels().get(VPC_EXTERNAL_LABEL).map(String::as_str) == Some(TRUE)
-}
 
 /// Names of the Subnets whose `spec.vpc` is `vpc`, sorted.
 pub fn subnets_of(subnets: &Store<Subnet>, vpc: &str) -> Vec<String> {
@@ -78,7 +71,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         watcher(ctx.subnets(), watcher::Config::default()).default_backoff(),
     );
     // Subscribe before the first full pass so that no change is missed.
-    let mut nb_events = ctx.nb_replica.subscribe();
+    let mut nb_events = ctx.nb_view.replica().subscribe();
     let importer = Arc::new(Importer {
         ctx: ctx.clone(),
         queue: WorkQueue::new(),
@@ -144,7 +137,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             if event.table() == LogicalRouter::NAME {
                 this.update_foreign_count();
             }
-            for router in nb_view::affected_routers(&this.ctx.nb_replica, &event) {
+            for router in nb_view::affected_routers(&this.ctx.nb_view, &event) {
                 this.queue.add(&router);
             }
         }
@@ -199,25 +192,25 @@ impl Importer {
             watcher::Event::Init | watcher::Event::InitDone => return,
         };
         let name = vpc.name_any();
-        if is_imported(vpc) || nb_view::neutron_router(&self.ctx.nb_replica, &name).is_some() {
+        if vpc.is_imported() || nb_view::neutron_router(&self.ctx.nb_view, &name).is_some() {
             self.queue.add(&name);
         }
     }
 
     /// Queues every Neutron router and every imported Vpc.
     fn enqueue_all(&self) {
-        for router in nb_view::neutron_routers(&self.ctx.nb_replica) {
+        for router in nb_view::neutron_routers(&self.ctx.nb_view) {
             self.queue.add(&router.name);
         }
         for vpc in self.vpcs.state() {
-            if is_imported(&vpc) {
+            if vpc.is_imported() {
                 self.queue.add(&vpc.name_any());
             }
         }
     }
 
     fn update_foreign_count(&self) {
-        let count = nb_view::foreign_router_count(&self.ctx.nb_replica);
+        let count = nb_view::foreign_router_count(&self.ctx.nb_view);
         self.ctx.metrics.routers_not_neutron.set(count as i64);
     }
 
@@ -233,14 +226,14 @@ impl Importer {
 
     async fn import(&self, name: &str) -> Result<(), kube::Error> {
         let existing = self.vpcs.get(&ObjectRef::new(name));
-        match nb_view::neutron_router(&self.ctx.nb_replica, name) {
+        match nb_view::neutron_router(&self.ctx.nb_view, name) {
             Some(router) => {
                 self.apply_imported(&router, existing).await?;
                 self.set_imported(name, true);
             }
             None => {
                 self.set_imported(name, false);
-                if let Some(vpc) = existing.filter(|v| is_imported(v)) {
+                if let Some(vpc) = existing.filter(|v| v.is_imported()) {
                     self.router_missing(&vpc).await?;
                 }
             }
@@ -255,7 +248,7 @@ impl Importer {
     ) -> Result<(), kube::Error> {
         let name = router.name.as_str();
         let vpc = match existing {
-            Some(vpc) if is_imported(&vpc) && has_type_label(&vpc) => vpc,
+            Some(vpc) if vpc.is_imported() && has_type_label(&vpc) => vpc,
             _ => {
                 debug!(router = %name, "applying imported Vpc");
                 Arc::new(apply_imported_object(&self.ctx, name).await?)
@@ -263,7 +256,7 @@ impl Importer {
         };
         let desired = self.imported_status(router, &vpc);
         if vpc.status.as_ref() != Some(&desired) {
-            apply_status(&self.ctx, name, &desired).await?;
+            self.ctx.apply_vpc_status(name, &desired).await?;
             info!(router = %name, neutron_name = ?desired.neutron_router_name, "Vpc status updated from Neutron router");
             debug!(router = %name, status = ?desired, "imported Vpc status");
         }
@@ -271,11 +264,11 @@ impl Importer {
     }
 
     fn imported_status(&self, router: &LogicalRouter, vpc: &Vpc) -> VpcStatus {
-        let replica = &self.ctx.nb_replica;
+        let view = &self.ctx.nb_view;
         let current = vpc.status.clone().unwrap_or_default();
         let generation = vpc.metadata.generation;
         let display = nb_view::neutron_display_name(router).map(str::to_string);
-        let networks = nb_view::neutron_networks(replica, router);
+        let networks = nb_view::neutron_networks(view, router);
         let mut subnets = subnets_of(&self.subnets, &router.name);
         subnets.extend(networks.iter().map(|n| n.switch.clone()));
         let mut network_names: Vec<String> = networks
@@ -312,7 +305,7 @@ impl Importer {
             subnets,
             type_: Some(VpcType::External),
             neutron_router_name: display,
-            router_cidrs: nb_view::router_cidrs(replica, router).foreign,
+            router_cidrs: nb_view::router_cidrs(view, router).foreign,
             neutron_networks: network_names,
         }
     }
@@ -367,7 +360,7 @@ impl Importer {
             ..current.clone()
         };
         if vpc.status.as_ref() != Some(&desired) {
-            apply_status(&self.ctx, &name, &desired).await?;
+            self.ctx.apply_vpc_status(&name, &desired).await?;
             warn!(vpc = %name, "Neutron router deleted: Vpc kept (Subnets use it) with RouterMissing");
         }
         Ok(())
@@ -413,21 +406,6 @@ async fn apply_imported_object(ctx: &Context, name: &str) -> Result<Vpc, kube::E
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&object),
-        )
-        .await
-}
-
-/// Server-side applies a Vpc's status (status subresource).
-pub async fn apply_status(
-    ctx: &Context,
-    name: &str,
-    status: &VpcStatus,
-) -> Result<Vpc, kube::Error> {
-    ctx.vpcs()
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&api::status_apply_patch::<Vpc>(status)),
         )
         .await
 }

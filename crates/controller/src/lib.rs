@@ -1,33 +1,38 @@
 //! rovn-controller: the Kubernetes side of a shared OVN Northbound database.
 //!
-//! Modules follow the controller's duties:
-//! - `context`: what reconcilers share (kube client, NB client + replica,
-//!   metrics, settings) and the NB connection with its schema check;
-//! - `nb_view`: typed reads of the NB replica (Neutron routers, ports,
+//! Modules form a tree, lower layers first (a module never imports one that
+//! imports it):
+//! - `cli` (flags), `metrics`, `queue` (the deduplicating work queue),
+//!   `bindings` (the Subnets accepted and which namespace uses which);
+//! - `context`: what reconcilers share (kube client, the Northbound write
+//!   gateway and typed view, IPAM, bindings, metrics, settings);
+//! - `error` (the one reconcile error and its retry policy) and `runtime`
+//!   (watches, workers, finalizers, Events: how every reconciler runs);
+//! - `nb_view`: what reconcilers read of Neutron's rows (routers, ports,
 //!   CIDRs, networks, which routers an NB event concerns);
-//! - `queue`: the deduplicating work queue of event-driven reconcilers;
-//! - `import`: Neutron routers → imported Vpcs (never writes to OVN);
-//! - `vpc`: our own Vpcs → our Logical_Routers, and the default VPC;
-//! - `subnet`: Subnets → Logical_Switches attached to their VPC's router
-//!   (validated, moved, repaired), the default Subnet, and which Subnet a
-//!   namespace uses; `namespace`: the namespaces' Subnet annotations;
-//! - `pod`: pods → addresses, Logical_Switch_Ports, annotations and `IP`
-//!   resources (`ip_resource`), with the IPAM rebuilt at start-up
-//!   (`ipam_restore`);
-//! - `leader` (one writer among replicas), `http` + `metrics` (probes and
-//!   Prometheus), `cli` (flags).
+//! - the reconcilers: `import` (Neutron routers → imported Vpcs, never
+//!   writes to OVN), `vpc` (our own Vpcs → our Logical_Routers, and the
+//!   default VPC), `subnet` (Subnets → Logical_Switches attached to their
+//!   VPC's router: validated, moved, repaired), `namespace` (the namespaces'
+//!   Subnet annotations), `pod` (pods → addresses, Logical_Switch_Ports,
+//!   annotations and `IP` resources);
+//! - `leader` (one writer among replicas), `http` (probes and Prometheus).
+//!
+//! Every Northbound write goes through `ovn::owned` (the gateway): nothing
+//! here builds a raw OVSDB operation.
 
+pub mod bindings;
 pub mod cli;
 pub mod context;
+pub mod error;
 pub mod http;
 pub mod import;
-pub mod ip_resource;
-pub mod ipam_restore;
 pub mod leader;
 pub mod metrics;
 pub mod namespace;
 pub mod nb_view;
 pub mod pod;
 pub mod queue;
+pub mod runtime;
 pub mod subnet;
 pub mod vpc;

@@ -2,7 +2,7 @@
 //! with the Subnet its pods use, `ovn.kubernetes.io/logical_switch`, and that
 //! Subnet's `ovn.kubernetes.io/cidr`. A namespace listed in an accepted
 //! Subnet's `spec.namespaces` uses it; the others use the default Subnet
-//! (see [`crate::subnet::subnet_for_namespace`]).
+//! (see [`Context::subnet_for_namespace`]).
 //!
 //! Triggers: the namespace watch, and every change of the accepted Subnets
 //! (all namespaces are re-checked; unchanged ones cost no API write).
@@ -21,7 +21,6 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::context::Context;
-use crate::subnet;
 
 /// Runs the namespace binding until the namespace watch ends.
 pub async fn run(ctx: Arc<Context>) {
@@ -55,7 +54,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube
     }
     let name = ns.name_any();
     // No Subnet accepted yet: the next change of the bindings retriggers.
-    let Some(subnet) = subnet::subnet_for_namespace(&ctx, &name) else {
+    let Some(subnet) = ctx.subnet_for_namespace(&name) else {
         return Ok(Action::await_change());
     };
     let Some(binding) = ctx.subnet_state.binding(&subnet) else {

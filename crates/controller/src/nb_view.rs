@@ -1,68 +1,51 @@
-//! Typed read helpers over the Northbound replica: Neutron's routers, their
-//! ports, CIDRs and networks, and which routers a change event concerns.
+//! What the reconcilers read of the Northbound database beyond their own
+//! rows: Neutron's routers, their ports, CIDRs and networks, the router a
+//! VPC stands for, and which routers a change event concerns.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use ovn::Table;
 use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch};
-use ovn::ownership::{self, NEUTRON_NETWORK_NAME, NEUTRON_ROUTER_NAME};
-use ovsdb::{Replica, Row, RowEvent};
+use ovn::owned::Owner;
+use ovn::owned::owner::{self, NEUTRON_NETWORK_NAME, NEUTRON_ROUTER_NAME};
+use ovn::view::View;
+use ovsdb::RowEvent;
 
-fn decode<T: Table>(row: &Arc<Row>) -> Option<T> {
-    let uuid = row.uuid()?;
-    match T::from_row(uuid, row) {
-        Ok(typed) => Some(typed),
-        Err(err) => {
-            tracing::warn!(table = T::NAME, %uuid, error = %err, "unreadable row skipped");
-            None
-        }
-    }
-}
-
-fn rows<T: Table>(rows: Vec<Arc<Row>>) -> Vec<T> {
-    rows.iter().filter_map(decode).collect()
-}
-
-/// Every Logical_Router in the replica.
-pub fn routers(replica: &Replica) -> Vec<LogicalRouter> {
-    rows(replica.table(LogicalRouter::NAME))
-}
-
-/// Every Logical_Router named `name` (OVN does not make names unique).
-pub fn routers_named(replica: &Replica, name: &str) -> Vec<LogicalRouter> {
-    rows(replica.by_name(LogicalRouter::NAME, name))
-}
+use crate::context::neutron_network_index;
 
 /// The Neutron router named `name` (`neutron-<uuid>`), if there is one.
-pub fn neutron_router(replica: &Replica, name: &str) -> Option<LogicalRouter> {
-    routers_named(replica, name)
+pub fn neutron_router(view: &View, name: &str) -> Option<LogicalRouter> {
+    view.named::<LogicalRouter>(name)
         .into_iter()
-        .find(|r| ownership::is_neutron_router(&r.external_ids))
+        .find(|r| owner::is_neutron_router(&r.external_ids))
 }
 
-/// Our router named `name` (carrying our owner marker), if there is one.
-pub fn our_router(replica: &Replica, name: &str) -> Option<LogicalRouter> {
-    routers_named(replica, name)
+/// The router of our Vpc `name`, if there is one.
+pub fn our_router(view: &View, name: &str) -> Option<LogicalRouter> {
+    view.owned_by::<LogicalRouter>(&Owner::vpc(name))
         .into_iter()
-        .find(|r| ownership::is_ours(&r.external_ids))
+        .map(|mine| mine.into_row())
+        .find(|r| r.name == name)
+}
+
+/// The router of VPC `vpc`: Neutron's router of that name, else ours.
+pub fn vpc_router(view: &View, vpc: &str) -> Option<LogicalRouter> {
+    neutron_router(view, vpc).or_else(|| our_router(view, vpc))
 }
 
 /// Every Neutron router (with `neutron:router_name`).
-pub fn neutron_routers(replica: &Replica) -> Vec<LogicalRouter> {
-    routers(replica)
+pub fn neutron_routers(view: &View) -> Vec<LogicalRouter> {
+    view.rows::<LogicalRouter>()
         .into_iter()
-        .filter(|r| ownership::is_neutron_router(&r.external_ids))
+        .filter(|r| owner::is_neutron_router(&r.external_ids))
         .collect()
 }
 
 /// Number of routers neither Neutron's nor ours (left out of the import).
-pub fn foreign_router_count(replica: &Replica) -> usize {
-    routers(replica)
+pub fn foreign_router_count(view: &View) -> usize {
+    view.rows::<LogicalRouter>()
         .iter()
-        .filter(|r| {
-            !ownership::is_neutron_router(&r.external_ids) && !ownership::is_ours(&r.external_ids)
-        })
+        .filter(|r| !owner::is_neutron_router(&r.external_ids) && !owner::is_ours(&r.external_ids))
         .count()
 }
 
@@ -75,12 +58,11 @@ pub fn neutron_display_name(router: &LogicalRouter) -> Option<&str> {
 }
 
 /// The ports of `router`, sorted by name.
-pub fn router_ports(replica: &Replica, router: &LogicalRouter) -> Vec<LogicalRouterPort> {
+pub fn router_ports(view: &View, router: &LogicalRouter) -> Vec<LogicalRouterPort> {
     let mut ports: Vec<LogicalRouterPort> = router
         .ports
         .iter()
-        .filter_map(|uuid| replica.get_in(LogicalRouterPort::NAME, *uuid))
-        .filter_map(|row| decode(&row))
+        .filter_map(|uuid| view.get(*uuid))
         .collect();
     ports.sort_by(|a, b| a.name.cmp(&b.name));
     ports
@@ -96,11 +78,11 @@ pub struct RouterCidrs {
 }
 
 /// The networks on `router`'s ports, sorted and deduplicated per owner.
-pub fn router_cidrs(replica: &Replica, router: &LogicalRouter) -> RouterCidrs {
+pub fn router_cidrs(view: &View, router: &LogicalRouter) -> RouterCidrs {
     let mut foreign = BTreeSet::new();
     let mut ours = BTreeSet::new();
-    for port in router_ports(replica, router) {
-        let set = if ownership::is_ours(&port.external_ids) {
+    for port in router_ports(view, router) {
+        let set = if owner::is_ours(&port.external_ids) {
             &mut ours
         } else {
             &mut foreign
@@ -125,15 +107,16 @@ pub struct NeutronNetwork {
 
 /// The Neutron networks attached to `router` (from its ports'
 /// `neutron:network_name`), sorted by switch name.
-pub fn neutron_networks(replica: &Replica, router: &LogicalRouter) -> Vec<NeutronNetwork> {
-    let switches: BTreeSet<String> = router_ports(replica, router)
+pub fn neutron_networks(view: &View, router: &LogicalRouter) -> Vec<NeutronNetwork> {
+    let switches: BTreeSet<String> = router_ports(view, router)
         .into_iter()
         .filter_map(|p| p.external_ids.get(NEUTRON_NETWORK_NAME).cloned())
         .collect();
     switches
         .into_iter()
         .map(|switch| {
-            let display_name = rows::<LogicalSwitch>(replica.by_name(LogicalSwitch::NAME, &switch))
+            let display_name = view
+                .named::<LogicalSwitch>(&switch)
                 .into_iter()
                 .find_map(|ls| ls.external_ids.get(NEUTRON_NETWORK_NAME).cloned());
             NeutronNetwork {
@@ -145,8 +128,8 @@ pub fn neutron_networks(replica: &Replica, router: &LogicalRouter) -> Vec<Neutro
 }
 
 /// Names of the routers whose `ports` include the router port `port_uuid`.
-fn routers_owning_port(replica: &Replica, port_uuid: ovsdb::Uuid) -> BTreeSet<String> {
-    routers(replica)
+fn routers_owning_port(view: &View, port_uuid: ovsdb::Uuid) -> BTreeSet<String> {
+    view.rows::<LogicalRouter>()
         .into_iter()
         .filter(|r| r.ports.contains(&port_uuid))
         .map(|r| r.name)
@@ -157,7 +140,7 @@ fn routers_owning_port(replica: &Replica, port_uuid: ovsdb::Uuid) -> BTreeSet<St
 /// Logical_Router rows (old and new name), the owning router for
 /// Logical_Router_Port rows, and the routers attached to a Neutron network
 /// whose Logical_Switch changed (its display name is in their status).
-pub fn affected_routers(replica: &Replica, event: &RowEvent) -> BTreeSet<String> {
+pub fn affected_routers(view: &View, event: &RowEvent) -> BTreeSet<String> {
     let (old, new) = match event {
         RowEvent::Insert { new, .. } => (None, Some(new)),
         RowEvent::Modify { old, new, .. } => (Some(old), Some(new)),
@@ -166,13 +149,10 @@ pub fn affected_routers(replica: &Replica, event: &RowEvent) -> BTreeSet<String>
     let names = || old.into_iter().chain(new).filter_map(|r| r.get_str("name"));
     match event.table() {
         t if t == LogicalRouter::NAME => names().map(str::to_string).collect(),
-        t if t == LogicalRouterPort::NAME => routers_owning_port(replica, event.uuid()),
+        t if t == LogicalRouterPort::NAME => routers_owning_port(view, event.uuid()),
         t if t == LogicalSwitch::NAME => names()
-            .flat_map(|switch| {
-                replica.by_external_id(LogicalRouterPort::NAME, NEUTRON_NETWORK_NAME, switch)
-            })
-            .filter_map(|row| row.uuid())
-            .flat_map(|port| routers_owning_port(replica, port))
+            .flat_map(|switch| view.find::<LogicalRouterPort>(&neutron_network_index(), switch))
+            .flat_map(|port| routers_owning_port(view, port.uuid))
             .collect(),
         _ => BTreeSet::new(),
     }

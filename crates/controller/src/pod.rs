@@ -4,14 +4,14 @@
 //!
 //! The Subnet is the pod's `ovn.kubernetes.io/logical_switch` annotation,
 //! else the namespace's binding, else the default Subnet (see
-//! [`crate::subnet::subnet_for_namespace`]).
+//! [`Context::subnet_for_namespace`] and [`allocation::decide`]).
 //!
 //! Order of writes, for crash safety: allocate in memory → write the port
 //! (the durable record) → annotate the pod (one patch) → IP resource. A pod
 //! is annotated once: an allocated pod's annotations are the truth and are
 //! never rewritten. Before a Subnet's first allocation after start-up, its
 //! IPAM is rebuilt from our ports, the annotations and the IP resources
-//! ([`crate::ipam_restore`]), so a restart never hands out an address twice.
+//! ([`restore`]), so a restart never hands out an address twice.
 //!
 //! No finalizer: pods are deleted by the kubelet, and one stuck on a
 //! finalizer of ours while the controller is down would block node drains.
@@ -23,94 +23,66 @@
 //! whose pod is absent is cleaned up: port (only rows with our marker), IP
 //! resource, then address.
 
-pub mod annotations;
+pub mod allocation;
+pub mod ip_resource;
 pub mod port;
+pub mod restore;
+pub mod startup;
+pub mod write_lag;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use api::{IP, IpSpec};
-use futures::StreamExt;
+use api::IP;
+use api::pod_network::PodNetwork;
 use ipam::{AllocError, Allocation};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
 use ovn::Table;
 use ovn::nb::LogicalSwitchPort;
-use ovn::ownership::{KIND_KEY, OBJECT_KEY};
-use ovsdb::{RowEvent, Uuid};
-use tokio::task::JoinSet;
+use ovn::owned::{Kind, Owner};
+use ovn::view::owner_of_row;
+use ovsdb::RowEvent;
+use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::context::{Context, FIELD_MANAGER};
-use crate::ip_resource;
-use crate::ipam_restore;
+use crate::context::Context;
+use crate::error::ReconcileError;
 use crate::queue::WorkQueue;
-use crate::subnet;
+use crate::runtime::{self, Events, Tasks};
 
-use self::annotations::Assigned;
-use self::port::{PodPort, PortError};
+use self::allocation::Decision;
+use self::port::{PodPort, PortError, Stale, owner_key};
+use self::startup::Startup;
+use self::write_lag::WriteLag;
 
-/// Pods reconciled concurrently.
+/// Workers processing pod keys in parallel (each key by one at a time).
 const WORKERS: usize = 32;
-
-/// Errors of one pod reconciliation; all are retried with a backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum PodError {
-    /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// Writing or deleting the port failed.
-    #[error("{0}")]
-    Port(#[from] PortError),
-    /// A Northbound transaction failed.
-    #[error("OVN Northbound: {0}")]
-    Nb(#[from] ovsdb::Error),
-    /// No Subnet is accepted for the pod's namespace yet.
-    #[error("no Subnet is bound to namespace {0} and no default Subnet is ready")]
-    NoSubnet(String),
-    /// The Subnet is not (yet) accepted by the Subnet reconciler.
-    #[error("Subnet {0} is not ready")]
-    SubnetNotReady(String),
-    /// The requested addresses cannot be given (conflict, exhausted...).
-    #[error("no allocation in Subnet {subnet}: {error}")]
-    Allocation {
-        /// The Subnet.
-        subnet: String,
-        /// Why.
-        error: AllocError,
-    },
-}
 
 struct Reconciler {
     ctx: Arc<Context>,
     queue: Arc<WorkQueue>,
     pods: Store<Pod>,
     ips: Store<IP>,
-    recorder: Recorder,
+    events: Events,
     /// Subnets whose IPAM was rebuilt since start-up.
     restored: Mutex<HashSet<String>>,
-    /// One Subnet restore at a time.
+    /// Held while a Subnet's IPAM is rebuilt.
     restoring: tokio::sync::Mutex<()>,
-    /// IP resources applied whose watch event has not arrived yet, by name.
-    applied_ips: Mutex<HashMap<String, IpSpec>>,
-    /// Ports inserted that the replica may not show yet, by owner (a
-    /// cleanup right after the insert must still find them).
-    inserted_ports: Mutex<HashMap<String, Uuid>>,
-    /// Keys of the start-up sweep not processed yet (`None` once synced).
-    startup: Mutex<Option<(HashSet<String>, Instant)>>,
+    /// Writes the caches do not show yet.
+    lag: WriteLag,
+    startup: Startup,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Keeps only what the reconciler reads of a pod (the store holds every
-/// pod of the cluster).
+/// Drops what no reconciler reads from a cached pod (memory at 10k pods).
 fn slim(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     if let Some(spec) = pod.spec.as_mut() {
@@ -129,140 +101,76 @@ fn slim(pod: &mut Pod) {
 }
 
 fn pod_key(pod: &Pod) -> Option<String> {
-    Some(port::owner(&pod.namespace()?, &pod.name_any()))
+    Some(owner_key(&pod.namespace()?, &pod.name_any()))
 }
 
-fn host_network(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
-}
-
-/// A pod that will not run (again): it gets no new address.
-fn finished(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-        || matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-}
-
-/// Runs the pod reconciler until a watch fails for good (dropping the
-/// future stops every task it started).
+/// Runs the pod reconciler until a watch or the Northbound event stream
+/// ends.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (ips, ip_writer) = reflector::store::<IP>();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(
-            Api::<Pod>::all(ctx.kube.clone()),
-            watcher::Config::default(),
-        )
-        .modify(slim)
-        .default_backoff(),
-    );
-    let ip_events = reflector::reflector(
-        ip_writer,
-        watcher(ip_resource::api(&ctx), watcher::Config::default())
-            .modify(|ip| ip.managed_fields_mut().clear())
-            .default_backoff(),
-    );
+    let (pods, pod_events) = runtime::reflect(Api::<Pod>::all(ctx.kube.clone()), slim);
+    let (ips, ip_events) = runtime::reflect(ip_resource::api(&ctx), |ip: &mut IP| {
+        ip.managed_fields_mut().clear()
+    });
     // Subscribed before the start-up sweep so that no change is missed.
-    let mut nb_events = ctx.nb_replica.subscribe();
+    let mut nb_events = ctx.nb_view.replica().subscribe();
     let mut bindings = ctx.subnet_state.watch_changes();
     let this = Arc::new(Reconciler {
-        ctx: ctx.clone(),
+        events: Events::new(&ctx, "Allocate"),
+        ctx,
         queue: WorkQueue::new(),
         pods,
         ips,
-        recorder: Recorder::new(
-            ctx.kube.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_string(),
-                instance: None,
-            },
-        ),
         restored: Mutex::new(HashSet::new()),
         restoring: tokio::sync::Mutex::new(()),
-        applied_ips: Mutex::new(HashMap::new()),
-        inserted_ports: Mutex::new(HashMap::new()),
-        startup: Mutex::new(None),
+        lag: WriteLag::default(),
+        startup: Startup::default(),
     });
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::new();
 
     let r = this.clone();
     tasks.spawn(async move {
-        let mut events = std::pin::pin!(pod_events);
         let mut listed = false;
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                // The watcher re-lists after a backoff; the re-list sweeps.
-                Err(err) => {
-                    warn!(error = %err, "pod watch interrupted");
-                    continue;
+        runtime::follow("pod", pod_events, |event| match event {
+            watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
+                if let Some(key) = pod_key(&pod) {
+                    r.queue.add(&key);
                 }
-            };
-            match event {
-                watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
-                    if let Some(key) = pod_key(&pod) {
-                        r.queue.add(&key);
-                    }
-                }
-                // A re-list may have missed deletes: sweep again.
-                watcher::Event::InitDone if listed => {
-                    r.sweep();
-                }
-                watcher::Event::InitDone => listed = true,
-                watcher::Event::Init | watcher::Event::InitApply(_) => {}
             }
-        }
-        anyhow::bail!("the pod watch ended")
+            // A re-list may have missed deletes: sweep again.
+            watcher::Event::InitDone if listed => {
+                r.sweep();
+            }
+            watcher::Event::InitDone => listed = true,
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        })
+        .await
     });
 
     let r = this.clone();
     tasks.spawn(async move {
-        let mut events = std::pin::pin!(ip_events);
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(err) => {
-                    warn!(error = %err, "IP resource watch interrupted");
-                    continue;
-                }
-            };
-            match event {
-                watcher::Event::Apply(ip) => {
-                    lock(&r.applied_ips).remove(&ip.name_any());
-                }
-                // Deleted by someone else: restored if its pod still exists.
-                watcher::Event::Delete(ip) => {
-                    // Its event may have come before the create returned.
-                    lock(&r.applied_ips).remove(&ip.name_any());
-                    r.queue
-                        .add(&port::owner(&ip.spec.namespace, &ip.spec.pod_name));
-                }
-                _ => {}
+        runtime::follow("IP resource", ip_events, |event| match event {
+            watcher::Event::Apply(ip) => r.lag.ip_seen(&ip.name_any()),
+            // Deleted by someone else: restored if its pod still exists.
+            watcher::Event::Delete(ip) => {
+                // Its event may have come before the create returned.
+                r.lag.ip_seen(&ip.name_any());
+                r.queue
+                    .add(&owner_key(&ip.spec.namespace, &ip.spec.pod_name));
             }
-        }
-        anyhow::bail!("the IP resource watch ended")
+            _ => {}
+        })
+        .await
     });
 
     let r = this.clone();
     tasks.spawn(async move {
         while let Some(event) = nb_events.recv().await {
-            if let RowEvent::Insert { new, .. } = &event
-                && event.table() == LogicalSwitchPort::NAME
-                && let Some(owner) = new.get_map_str("external_ids", OBJECT_KEY)
-            {
-                let mut inserted = lock(&r.inserted_ports);
-                if inserted.get(owner) == Some(&event.uuid()) {
-                    inserted.remove(owner);
+            if let Some((owner, inserted)) = changed_port_owner(&event) {
+                if inserted {
+                    r.lag.port_seen(&owner, event.uuid());
+                } else {
+                    r.queue.add(&owner);
                 }
-            }
-            if let Some(key) = changed_port_owner(&event) {
-                r.queue.add(&key);
             }
         }
         anyhow::bail!("the Northbound replica stopped sending events")
@@ -273,7 +181,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         // A Subnet accepted or rebound: pods waiting for one try again.
         while bindings.changed().await.is_ok() {
             for pod in r.pods.state() {
-                if !annotations::is_allocated(&pod)
+                if !allocation::allocated(&pod)
                     && let Some(key) = pod_key(&pod)
                 {
                     r.queue.add(&key);
@@ -285,69 +193,50 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 
     this.pods.wait_until_ready().await?;
     this.ips.wait_until_ready().await?;
-    this.ctx.nb_replica.wait_synced().await?;
+    this.ctx.nb_view.replica().wait_synced().await?;
     let keys = this.sweep();
     info!(
         keys = keys.len(),
         "pods, IP resources and ports listed: reconciling pods"
     );
-    *lock(&this.startup) = Some((keys, Instant::now()));
-    if lock(&this.startup)
-        .as_ref()
-        .is_some_and(|(k, _)| k.is_empty())
-    {
-        this.startup_done();
+    if let Some(elapsed) = this.startup.begin(keys) {
+        this.synced(elapsed);
     }
 
-    for _ in 0..WORKERS {
-        let r = this.clone();
-        tasks.spawn(async move {
-            loop {
-                let key = r.queue.next().await;
-                let result = r.reconcile(&key).await;
-                let ok = result.is_ok();
-                match result {
-                    Ok(()) => r.queue.done(&key),
-                    Err(err) => {
-                        match &err {
-                            PodError::NoSubnet(_) | PodError::SubnetNotReady(_) => {
-                                debug!(pod = %key, error = %err, "pod waits")
-                            }
-                            _ => {
-                                warn!(pod = %key, error = %err, "pod reconcile failed, will retry")
-                            }
-                        }
-                        r.queue.failed(&key);
-                    }
-                }
-                r.ctx.metrics.reconciled("pod", ok);
-                r.processed(&key);
+    let r = this.clone();
+    runtime::spawn_workers(&mut tasks, WORKERS, &this.queue, move |key| {
+        let r = r.clone();
+        async move {
+            let result = r.reconcile(&key).await;
+            match &result {
+                Ok(()) => {}
+                Err(error) if error.is_waiting() => debug!(pod = %key, %error, "pod waits"),
+                Err(error) => warn!(pod = %key, %error, "pod reconcile failed, will retry"),
             }
-        });
-    }
-    match tasks.join_next().await {
-        Some(Ok(result)) => result,
-        Some(Err(err)) => Err(err.into()),
-        None => Ok(()),
-    }
+            r.ctx.metrics.reconciled("pod", result.is_ok());
+            if let Some(elapsed) = r.startup.processed(&key) {
+                r.synced(elapsed);
+            }
+            result
+        }
+    });
+    runtime::first_end(&mut tasks).await
 }
 
-/// The owner of one of our pod ports that was changed or deleted by a
-/// Northbound transaction (inserts are our own writes).
-fn changed_port_owner(event: &RowEvent) -> Option<String> {
+/// The pod owning one of our pod ports that a Northbound transaction
+/// changed, and whether it was inserted (our own write) rather than changed
+/// or deleted.
+fn changed_port_owner(event: &RowEvent) -> Option<(String, bool)> {
     if event.table() != LogicalSwitchPort::NAME {
         return None;
     }
-    let row = match event {
-        RowEvent::Insert { .. } => return None,
-        RowEvent::Modify { old, .. } | RowEvent::Delete { old, .. } => old,
+    let (row, inserted) = match event {
+        RowEvent::Insert { new, .. } => (new, true),
+        RowEvent::Modify { old, .. } | RowEvent::Delete { old, .. } => (old, false),
     };
-    (row.get_map_str("external_ids", KIND_KEY) == Some(port::KIND))
-        .then(|| {
-            row.get_map_str("external_ids", OBJECT_KEY)
-                .map(str::to_string)
-        })
-        .flatten()
+    owner_of_row(row)
+        .filter(|owner| owner.kind() == Kind::Pod)
+        .map(|owner| (owner.object().to_string(), inserted))
 }
 
 impl Reconciler {
@@ -361,7 +250,7 @@ impl Reconciler {
             .filter_map(|p| pod_key(p))
             .collect();
         keys.extend(
-            port::all(&self.ctx.nb_replica)
+            port::all(&self.ctx.nb_view)
                 .iter()
                 .filter_map(port::recorded)
                 .map(|r| r.owner),
@@ -371,7 +260,7 @@ impl Reconciler {
                 .state()
                 .iter()
                 .filter(|ip| !ip.spec.pod_name.is_empty())
-                .map(|ip| port::owner(&ip.spec.namespace, &ip.spec.pod_name)),
+                .map(|ip| owner_key(&ip.spec.namespace, &ip.spec.pod_name)),
         );
         {
             let ipam = lock(&self.ctx.ipam);
@@ -390,89 +279,56 @@ impl Reconciler {
         keys
     }
 
-    /// Marks `key` processed for the start-up sync.
-    fn processed(&self, key: &str) {
-        let done = {
-            let mut startup = lock(&self.startup);
-            match startup.as_mut() {
-                Some((keys, _)) => keys.remove(key) && keys.is_empty(),
-                None => false,
-            }
-        };
-        if done {
-            self.startup_done();
-        }
+    fn synced(&self, elapsed: std::time::Duration) {
+        self.ctx.metrics.pods_synced.set(1);
+        info!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            "pod reconciler synced: every pod, port and IP resource seen at start-up processed"
+        );
     }
 
-    fn startup_done(&self) {
-        if let Some((_, started)) = lock(&self.startup).take() {
-            self.ctx.metrics.pods_synced.set(1);
-            info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "pod reconciler synced: every pod, port and IP resource seen at start-up processed"
-            );
-        }
-    }
-
-    async fn reconcile(&self, key: &str) -> Result<(), PodError> {
+    async fn reconcile(&self, key: &str) -> Result<(), ReconcileError> {
         let Some((namespace, name)) = key.split_once('/') else {
             return Ok(());
         };
-        match self.pods.get(&ObjectRef::new(name).within(namespace)) {
-            Some(pod) if !host_network(&pod) => self.ensure(&pod, namespace, name, key).await,
-            _ => self.cleanup(namespace, name, key).await,
-        }
-    }
-
-    async fn ensure(
-        &self,
-        pod: &Pod,
-        namespace: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<(), PodError> {
-        match annotations::assigned(pod) {
-            Ok(Some(assigned)) => self.keep(pod, namespace, name, key, assigned).await,
-            Ok(None) if finished(pod) => Ok(()),
-            Ok(None) => self.allocate(pod, namespace, name, key).await,
-            Err(invalid) => {
-                self.warn(pod, "InvalidAnnotation", invalid.to_string())
-                    .await;
-                Ok(())
+        let pod = match self.pods.get(&ObjectRef::new(name).within(namespace)) {
+            Some(pod) if !allocation::host_network(&pod) => pod,
+            _ => return self.cleanup(namespace, name, key).await,
+        };
+        let decision = allocation::decide(&pod, || self.ctx.subnet_for_namespace(namespace));
+        match decision {
+            Ok(Decision::Keep(network)) => self.keep(&pod, namespace, name, key, network).await,
+            Ok(Decision::Allocate { subnet, request }) => {
+                self.allocate(&pod, namespace, name, key, &subnet, &request)
+                    .await
             }
+            Ok(Decision::Nothing) => Ok(()),
+            Err(refusal) => match refusal.reason() {
+                Some(reason) => {
+                    self.warn(&pod, reason, refusal.to_string()).await;
+                    Ok(())
+                }
+                None => Err(ReconcileError::Waiting(refusal.to_string())),
+            },
         }
     }
 
-    /// An allocated pod: its annotations are the truth. Makes the IPAM, the
-    /// port and the IP resource agree with them (repairs after a crash or
-    /// someone else's change); never rewrites the annotations.
+    /// An allocated pod: its annotations are the truth.
     async fn keep(
         &self,
         pod: &Pod,
         namespace: &str,
         name: &str,
         key: &str,
-        assigned: Assigned,
-    ) -> Result<(), PodError> {
-        let subnet = assigned.subnet.as_str();
+        network: PodNetwork,
+    ) -> Result<(), ReconcileError> {
+        let subnet = network.logical_switch.as_str();
         self.ensure_restored(subnet).await?;
-        let restored = {
-            let mut ipam = lock(&self.ctx.ipam);
-            release_elsewhere(&mut ipam, key, subnet);
-            match ipam.restore(subnet, key, &assigned.ips, Some(assigned.mac)) {
-                // An older record of this pod disagreed: the annotations win.
-                Err(
-                    AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. },
-                ) => {
-                    ipam.release(subnet, key);
-                    ipam.restore(subnet, key, &assigned.ips, Some(assigned.mac))
-                }
-                other => other,
-            }
-        };
-        let allocation = match restored {
+        let ips: Vec<_> = network.ips().collect();
+        let kept = allocation::keep(&mut lock(&self.ctx.ipam), subnet, key, &ips, network.mac);
+        let allocation = match kept {
             Ok(allocation) => allocation,
-            Err(AllocError::UnknownSubnet(s)) => return Err(PodError::SubnetNotReady(s)),
+            Err(AllocError::UnknownSubnet(s)) => return Err(subnet_not_ready(&s)),
             Err(error) => {
                 // Another pod holds the address: nothing is written for this one.
                 let message = format!(
@@ -488,70 +344,53 @@ impl Reconciler {
             .await
     }
 
-    /// A pod without addresses: allocate, write the port, annotate, record.
+    /// A pod not allocated yet: addresses, port, annotations, IP resource.
     async fn allocate(
         &self,
         pod: &Pod,
         namespace: &str,
         name: &str,
         key: &str,
-    ) -> Result<(), PodError> {
-        let subnet = match annotations::requested_subnet(pod) {
-            Some(subnet) => subnet.to_string(),
-            None => subnet::subnet_for_namespace(&self.ctx, namespace)
-                .ok_or_else(|| PodError::NoSubnet(namespace.to_string()))?,
-        };
-        self.ensure_restored(&subnet).await?;
-        let request = match annotations::address_request(pod) {
-            Ok(request) => request,
-            Err(error) => {
-                self.warn(pod, "InvalidAddressRequest", error.to_string())
-                    .await;
-                return Ok(());
-            }
-        };
+        subnet: &str,
+        request: &ipam::AddressRequest,
+    ) -> Result<(), ReconcileError> {
+        self.ensure_restored(subnet).await?;
         // A port left by an earlier pod of the same name goes first.
         let uid = pod.uid().unwrap_or_default();
-        let stale: Vec<LogicalSwitchPort> = port::of_owner(&self.ctx.nb_replica, key)
-            .into_iter()
+        let owner = Owner::pod(namespace, name);
+        let ports = port::of_owner(&self.ctx.nb_view, &owner);
+        let stale: Vec<Stale<'_>> = ports
+            .iter()
             .filter(|p| port::recorded(p).is_none_or(|r| r.uid != uid))
+            .map(Stale::Read)
             .collect();
         if !stale.is_empty() {
             port::delete(&self.ctx, &stale).await?;
-            let mut ipam = lock(&self.ctx.ipam);
-            release_elsewhere(&mut ipam, key, "");
+            allocation::release_elsewhere(&mut lock(&self.ctx.ipam), key, "");
         }
-        let allocated = {
-            let mut ipam = lock(&self.ctx.ipam);
-            release_elsewhere(&mut ipam, key, &subnet);
-            match ipam.allocate(&subnet, key, &request) {
-                // Held from an earlier attempt with another request: the
-                // pod was never annotated with it, so it is dropped.
-                Err(
-                    AllocError::OwnerHasOtherAddress { .. } | AllocError::OwnerHasOtherMac { .. },
-                ) => {
-                    ipam.release(&subnet, key);
-                    ipam.allocate(&subnet, key, &request)
-                }
-                other => other,
-            }
-        };
+        let allocated = allocation::allocate(&mut lock(&self.ctx.ipam), subnet, key, request);
         let allocation = match allocated {
             Ok(allocation) => allocation,
-            Err(AllocError::UnknownSubnet(s)) => return Err(PodError::SubnetNotReady(s)),
+            Err(AllocError::UnknownSubnet(s)) => return Err(subnet_not_ready(&s)),
             Err(error) => {
-                self.warn(pod, "AllocationFailed", format!("Subnet {subnet}: {error}"))
-                    .await;
-                return Err(PodError::Allocation { subnet, error });
+                let message = format!("Subnet {subnet}: {error}");
+                self.warn(pod, "AllocationFailed", message.clone()).await;
+                return Err(ReconcileError::Failed(format!(
+                    "no allocation in {message}"
+                )));
             }
         };
-        self.write_port(pod, namespace, name, &subnet, allocation)
+        self.write_port(pod, namespace, name, subnet, allocation)
             .await?;
         let config = lock(&self.ctx.ipam)
-            .subnet(&subnet)
+            .subnet(subnet)
             .map(|s| s.config().clone())
-            .ok_or_else(|| PodError::SubnetNotReady(subnet.clone()))?;
-        let patch = annotations::allocation_patch(&uid, &subnet, &config, &allocation);
+            .ok_or_else(|| subnet_not_ready(subnet))?;
+        let network = PodNetwork::from_allocation(subnet, &config, &allocation);
+        // One patch, once; the uid makes it fail for a re-created pod.
+        let patch = json!({
+            "metadata": { "uid": uid, "annotations": network.to_annotations() }
+        });
         let pods: Api<Pod> = Api::namespaced(self.ctx.kube.clone(), namespace);
         match pods
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -566,9 +405,9 @@ impl Reconciler {
             Err(err) => return Err(err.into()),
         }
         debug!(pod = %key, %subnet, ips = %allocation.ip_address_annotation(), "pod annotated");
-        self.ensure_ip_resource(pod, namespace, name, &subnet, &allocation)
+        self.ensure_ip_resource(pod, namespace, name, subnet, &allocation)
             .await?;
-        subnet::request_status_refresh(&self.ctx, &subnet);
+        self.ctx.request_subnet_refresh(subnet);
         Ok(())
     }
 
@@ -579,7 +418,7 @@ impl Reconciler {
         name: &str,
         subnet: &str,
         allocation: Allocation,
-    ) -> Result<(), PodError> {
+    ) -> Result<(), ReconcileError> {
         let desired = PodPort {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -590,7 +429,7 @@ impl Reconciler {
         match port::ensure(&self.ctx, &desired).await {
             Ok(inserted) => {
                 if let Some(uuid) = inserted {
-                    lock(&self.inserted_ports).insert(port::owner(namespace, name), uuid);
+                    self.lag.port_inserted(&owner_key(namespace, name), uuid);
                 }
                 Ok(())
             }
@@ -609,7 +448,7 @@ impl Reconciler {
         name: &str,
         subnet: &str,
         allocation: &Allocation,
-    ) -> Result<(), PodError> {
+    ) -> Result<(), ReconcileError> {
         let node = pod
             .spec
             .as_ref()
@@ -618,41 +457,42 @@ impl Reconciler {
         let spec = ip_resource::desired_spec(namespace, name, node, subnet, allocation);
         let ip_name = ip_resource::name(namespace, name);
         let stored = self.ips.get(&ObjectRef::new(&ip_name));
-        let applied = lock(&self.applied_ips).get(&ip_name).cloned();
-        match (stored, applied) {
+        match (stored, self.lag.applied_ip(&ip_name)) {
             (_, Some(applied)) if applied == spec => return Ok(()),
             (Some(ip), _) if ip_resource::is_current(&ip, &spec) => return Ok(()),
             (None, None) => ip_resource::create(&self.ctx, &spec).await?,
             _ => ip_resource::apply(&self.ctx, &spec).await?,
         }
-        lock(&self.applied_ips).insert(ip_name, spec);
+        self.lag.ip_applied(&ip_name, spec);
         Ok(())
     }
 
-    /// The pod is gone (or hostNetwork): its ports (ours only), then its
-    /// addresses, then its IP resource.
-    async fn cleanup(&self, namespace: &str, name: &str, key: &str) -> Result<(), PodError> {
-        let mut ports = port::of_owner(&self.ctx.nb_replica, key);
-        let inserted = lock(&self.inserted_ports).get(key).copied();
-        if let Some(uuid) = inserted.filter(|u| !ports.iter().any(|p| p.uuid == *u)) {
-            ports.push(LogicalSwitchPort {
-                uuid,
-                ..LogicalSwitchPort::default()
-            });
+    /// A pod that is gone (or hostNetwork): port (only while it is ours),
+    /// IP resource (only one naming the pod), then addresses.
+    async fn cleanup(&self, namespace: &str, name: &str, key: &str) -> Result<(), ReconcileError> {
+        let owner = Owner::pod(namespace, name);
+        let ports = port::of_owner(&self.ctx.nb_view, &owner);
+        let mut stale: Vec<Stale<'_>> = ports.iter().map(Stale::Read).collect();
+        if let Some(uuid) = self
+            .lag
+            .inserted_port(key)
+            .filter(|u| !ports.iter().any(|p| p.uuid == *u))
+        {
+            stale.push(Stale::Inserted(&owner, uuid));
         }
-        port::delete(&self.ctx, &ports).await?;
-        lock(&self.inserted_ports).remove(key);
+        port::delete(&self.ctx, &stale).await?;
         let mut subnets: BTreeSet<String> = ports
             .iter()
             .filter_map(port::recorded)
             .map(|r| r.subnet)
             .collect();
-        {
-            let mut ipam = lock(&self.ctx.ipam);
-            subnets.extend(release_elsewhere(&mut ipam, key, ""));
-        }
+        subnets.extend(allocation::release_elsewhere(
+            &mut lock(&self.ctx.ipam),
+            key,
+            "",
+        ));
         let ip_name = ip_resource::name(namespace, name);
-        let applied = lock(&self.applied_ips).contains_key(&ip_name);
+        let applied = self.lag.applied_ip(&ip_name).is_some();
         match self.ips.get(&ObjectRef::new(&ip_name)) {
             Some(ip) if ip_resource::records_pod(&ip, namespace, name) => {
                 ip_resource::delete(&self.ctx, &ip_name, ip.uid()).await?;
@@ -661,19 +501,19 @@ impl Reconciler {
             None if applied => ip_resource::delete(&self.ctx, &ip_name, None).await?,
             _ => {}
         }
-        lock(&self.applied_ips).remove(&ip_name);
-        if !ports.is_empty() {
+        self.lag.forget(key, &ip_name);
+        if !stale.is_empty() {
             debug!(pod = %key, "pod gone: port, addresses and IP resource released");
         }
         for subnet in subnets {
-            subnet::request_status_refresh(&self.ctx, &subnet);
+            self.ctx.request_subnet_refresh(&subnet);
         }
         Ok(())
     }
 
-    /// Rebuilds Subnet `subnet`'s IPAM once after start-up, before anything
-    /// is allocated or kept in it.
-    async fn ensure_restored(&self, subnet: &str) -> Result<(), PodError> {
+    /// Rebuilds `subnet`'s IPAM from our ports, the annotations and the IP
+    /// resources, once after start-up, before its first allocation.
+    async fn ensure_restored(&self, subnet: &str) -> Result<(), ReconcileError> {
         if lock(&self.restored).contains(subnet) {
             return Ok(());
         }
@@ -683,21 +523,18 @@ impl Reconciler {
         }
         let started = Instant::now();
         let pods = self.pods.state();
-        let ports = port::in_subnet(&self.ctx.nb_replica, subnet);
+        let ports = port::in_subnet(&self.ctx.nb_view, subnet);
         let ips = self.ips.state();
-        let mut holdings = ipam_restore::from_pods(&pods);
-        holdings.extend(ipam_restore::from_ports(&ports));
-        holdings.extend(ipam_restore::from_ip_resources(&ips));
+        let mut holdings = restore::from_pods(&pods);
+        holdings.extend(restore::from_ports(&ports));
+        holdings.extend(restore::from_ip_resources(&ips));
         let owners: BTreeSet<String> = holdings
             .iter()
             .filter(|h| h.subnet == subnet)
             .map(|h| h.owner.clone())
             .collect();
-        let outcome = {
-            let mut ipam = lock(&self.ctx.ipam);
-            ipam_restore::restore(&mut ipam, subnet, holdings)
-        }
-        .map_err(|_| PodError::SubnetNotReady(subnet.to_string()))?;
+        let outcome = restore::restore(&mut lock(&self.ctx.ipam), subnet, holdings)
+            .map_err(|_| subnet_not_ready(subnet))?;
         for refused in outcome.refused.iter().filter(|r| r.is_conflict()) {
             warn!(
                 %subnet,
@@ -712,7 +549,7 @@ impl Reconciler {
         for owner in owners {
             self.queue.add(&owner);
         }
-        subnet::request_status_refresh(&self.ctx, subnet);
+        self.ctx.request_subnet_refresh(subnet);
         info!(
             %subnet,
             records = outcome.restored,
@@ -725,29 +562,10 @@ impl Reconciler {
 
     async fn warn(&self, pod: &Pod, reason: &str, note: String) {
         warn!(pod = ?pod_key(pod), reason, note, "pod not allocated");
-        let event = Event {
-            type_: EventType::Warning,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Allocate".to_string(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &pod.object_ref(&())).await {
-            debug!(error = %err, "could not publish the event");
-        }
+        self.events.warn(pod, reason, &note).await;
     }
 }
 
-/// Releases what `owner` holds in every Subnet but `keep`; returns those
-/// Subnets.
-fn release_elsewhere(ipam: &mut ipam::Ipam, owner: &str, keep: &str) -> Vec<String> {
-    let held: Vec<String> = ipam
-        .subnets()
-        .filter(|s| s.name() != keep && s.get(owner).is_some())
-        .map(|s| s.name().to_string())
-        .collect();
-    for subnet in &held {
-        ipam.release(subnet, owner);
-    }
-    held
+fn subnet_not_ready(subnet: &str) -> ReconcileError {
+    ReconcileError::Waiting(format!("Subnet {subnet} is not ready"))
 }

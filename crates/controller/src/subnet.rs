@@ -5,8 +5,8 @@
 //!
 //! Triggers: the Subnet watch (kube-runtime `Controller`, finalizer
 //! [`FINALIZER`]), Vpc changes, Northbound replica events on our rows and
-//! on routers appearing or disappearing, and [`request_status_refresh`]
-//! (the pod reconciler's allocations). A periodic requeue is only a safety
+//! on routers appearing or disappearing, and status refresh requests
+//! (the pod reconciler's allocations, [`Context::request_subnet_refresh`]). A periodic requeue is only a safety
 //! net.
 //!
 //! A Subnet that was valid and running and becomes invalid by an edit keeps
@@ -14,7 +14,6 @@
 //! also across restarts (annotation [`ACCEPTED_SPEC`]).
 
 mod attach;
-mod bindings;
 mod status;
 mod triggers;
 mod validate;
@@ -23,73 +22,40 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::condition::Condition;
+use api::condition::{Condition, DELETION_BLOCKED};
 use api::{IP, Subnet, SubnetSpec, Vpc};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer::{self, Event};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use ovn::nb::{LogicalRouter, LogicalRouterPort};
-use ovn::ownership::{self, NEUTRON_NETWORK_NAME, OBJECT_KEY};
+use ovn::nb::LogicalRouterPort;
+use ovn::owned::owner::{self, NEUTRON_NETWORK_NAME};
+use ovn::owned::{OwnedTxn, Owner, check_name};
 use serde_json::json;
 use tracing::{info, warn};
 
-pub use attach::{KIND, lrp_name, lsp_name};
-pub use bindings::{Binding, SubnetState};
+pub use attach::{lrp_name, lsp_name};
 pub use status::neutron_security_note;
 pub use validate::Invalid;
 
+use crate::bindings::Binding;
 use crate::context::{Context, FIELD_MANAGER};
-use crate::import::is_imported;
-use crate::nb_view;
-use attach::{Desired, Observed};
+use crate::error::ReconcileError;
+use crate::{nb_view, runtime};
+use attach::{Attachment, Desired, Observed};
+use status::StatusWriter;
 use triggers::{affected_subnets, subnets_on};
 use validate::RouterNetwork;
 
 /// Finalizer on Subnets: our rows are removed before the object.
 pub const FINALIZER: &str = "rovn.io/subnet";
-/// Condition type: deletion waits for the Subnet's addresses to be released.
-pub const DELETION_BLOCKED: &str = "DeletionBlocked";
-/// Condition type (Subnets on a Neutron router): pod→VM connections need a
-/// Neutron security group rule allowing the Subnet's CIDR.
-pub const NEUTRON_SECURITY_GROUPS: &str = "NeutronSecurityGroups";
 /// Annotation holding the last accepted spec (JSON of the fields rovn
 /// implements), so that a Subnet edited into an invalid spec keeps running
 /// with its previous configuration across controller restarts.
 pub const ACCEPTED_SPEC: &str = "rovn.io/accepted-spec";
-/// Name of the default Subnet, created at start-up on the default VPC.
-pub const DEFAULT_SUBNET: &str = "ovn-default";
-
-/// The Subnet pods of `namespace` use (see
-/// [`SubnetState::subnet_for_namespace`]): `None` until the reconciler has
-/// accepted a Subnet for it (retry later).
-pub fn subnet_for_namespace(ctx: &Context, namespace: &str) -> Option<String> {
-    ctx.subnet_state
-        .subnet_for_namespace(namespace, &ctx.settings.default_vpc)
-}
-
-/// Asks for a refresh of `subnet`'s status (address counts) and a re-check
-/// of its pending deletion: call after allocating or releasing addresses.
-/// Requests are coalesced; the call never blocks.
-pub fn request_status_refresh(ctx: &Context, subnet: &str) {
-    ctx.subnet_state.request_refresh(subnet);
-}
-
-/// The VPC of a Subnet: `spec.vpc`, the default VPC when absent or empty.
-pub fn vpc_of(subnet: &Subnet, default_vpc: &str) -> String {
-    subnet
-        .spec
-        .vpc
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .unwrap_or(default_vpc)
-        .to_string()
-}
 
 /// The spec fields a Subnet's rows and bindings are made of.
 fn accepted_fields(spec: &SubnetSpec) -> SubnetSpec {
@@ -131,42 +97,9 @@ pub async fn ensure_default_subnet(ctx: &Context) -> Result<(), kube::Error> {
     }
 }
 
-/// Errors of the Subnet reconciler.
-#[derive(Debug, thiserror::Error)]
-pub enum SubnetError {
-    /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// A Northbound transaction failed.
-    #[error("OVN Northbound: {0}")]
-    Nb(#[from] ovsdb::Error),
-    /// The router disappeared while our port was being added.
-    #[error("router {0} disappeared during the attach")]
-    RouterGone(String),
-    /// Addresses of the Subnet being deleted are still allocated.
-    #[error("addresses still allocated: {0}")]
-    InUse(String),
-    /// Adding or removing the finalizer failed.
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
-
-/// Where a valid Subnet stands in OVN.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Attachment {
-    /// Our router port is on the router.
-    Attached { router: String, neutron: bool },
-    /// The VPC's router is not in OVN (yet, or any more).
-    RouterMissing { router: String, imported: bool },
-    /// A row with one of our names exists and is not ours: nothing written.
-    NameTaken(String),
-    /// Never valid: nothing was created.
-    NotCreated,
-}
-
 struct Reconciler {
     ctx: Arc<Context>,
-    recorder: Recorder,
+    status: StatusWriter,
     /// Router each Subnet's port was last attached to, to tell repairs
     /// (something removed our rows) from first attaches and moves.
     attached: Mutex<HashMap<String, String>>,
@@ -182,7 +115,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         .take_refresh_requests()
         .ok_or_else(|| anyhow::anyhow!("the Subnet reconciler runs once per process"))?;
     // Subscribe before the controller lists, so no change is missed.
-    let mut nb_events = ctx.nb_replica.subscribe();
+    let mut nb_events = ctx.nb_view.replica().subscribe();
     let (nb_trigger, nb_triggers) = mpsc::unbounded::<ObjectRef<Subnet>>();
     let controller = Controller::new(ctx.subnets(), watcher::Config::default());
     let store = controller.store();
@@ -195,13 +128,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     );
     let reconciler = Arc::new(Reconciler {
         ctx: ctx.clone(),
-        recorder: Recorder::new(
-            ctx.kube.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_string(),
-                instance: None,
-            },
-        ),
+        status: StatusWriter::new(ctx.clone()),
         attached: Mutex::default(),
         accepting: Mutex::default(),
     });
@@ -216,13 +143,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         .watches(ctx.vpcs(), watcher::Config::default(), move |vpc: Vpc| {
             subnets_on(&vpc_store, &vpc_default, &[vpc.name_any()])
         })
-        .reconcile_on(triggers)
-        .run(reconcile, error_policy, reconciler)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "subnet reconcile");
-            }
-        });
+        .reconcile_on(triggers);
+    let controller = runtime::run_controller(controller, reconcile, error_policy, reconciler);
     let forward = async move {
         while let Some(event) = nb_events.recv().await {
             for subnet in affected_subnets(&event, &store, &default_vpc) {
@@ -236,38 +158,29 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     }
 }
 
-fn error_policy(subnet: Arc<Subnet>, err: &SubnetError, r: Arc<Reconciler>) -> Action {
-    r.ctx.metrics.reconciled("subnet", false);
-    match err {
-        SubnetError::InUse(_) => Action::requeue(Duration::from_secs(5)),
-        _ => {
-            warn!(subnet = %subnet.name_any(), error = %err, "subnet reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }
-    }
+fn error_policy(subnet: Arc<Subnet>, err: &ReconcileError, r: Arc<Reconciler>) -> Action {
+    err.retry("subnet", &subnet.name_any(), &r.ctx.metrics)
 }
 
-async fn reconcile(subnet: Arc<Subnet>, r: Arc<Reconciler>) -> Result<Action, SubnetError> {
-    let action = finalizer::finalizer(&r.ctx.subnets(), FINALIZER, subnet, |event| async {
-        match event {
-            Event::Apply(subnet) => r.apply(&subnet).await,
-            Event::Cleanup(subnet) => r.cleanup(&subnet).await,
-        }
-    })
-    .await
-    .map_err(|err| match err {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => SubnetError::Finalizer(other.to_string()),
-    })?;
+async fn reconcile(subnet: Arc<Subnet>, r: Arc<Reconciler>) -> Result<Action, ReconcileError> {
+    let reconciler: &Reconciler = &r;
+    let action = runtime::finalized(
+        &r.ctx.subnets(),
+        FINALIZER,
+        subnet,
+        |subnet| async move { reconciler.apply(&subnet).await },
+        |subnet| async move { reconciler.cleanup(&subnet).await },
+    )
+    .await?;
     r.ctx.metrics.reconciled("subnet", true);
     Ok(action)
 }
 
 impl Reconciler {
-    async fn apply(&self, subnet: &Subnet) -> Result<Action, SubnetError> {
+    async fn apply(&self, subnet: &Subnet) -> Result<Action, ReconcileError> {
         let name = subnet.name_any();
         let ctx = &self.ctx;
-        let vpc = vpc_of(subnet, &ctx.settings.default_vpc);
+        let vpc = subnet.vpc_or(&ctx.settings.default_vpc);
         let vpc_object = ctx.vpcs().get_opt(&vpc).await?;
         let (binding, invalid) = match self.accept(subnet, &name, &vpc, vpc_object.as_ref()) {
             Ok(binding) => {
@@ -283,19 +196,20 @@ impl Reconciler {
         let attachment = match &binding {
             Some(binding) => {
                 let imported = if binding.vpc == vpc {
-                    vpc_object.as_ref().is_some_and(is_imported)
+                    vpc_object.as_ref().is_some_and(Vpc::is_imported)
                 } else {
                     ctx.vpcs()
                         .get_opt(&binding.vpc)
                         .await?
                         .as_ref()
-                        .is_some_and(is_imported)
+                        .is_some_and(Vpc::is_imported)
                 };
                 self.attach(&name, binding, imported).await?
             }
             None => Attachment::NotCreated,
         };
-        self.write_status(subnet, binding.as_ref(), invalid.as_ref(), &attachment)
+        self.status
+            .write(subnet, binding.as_ref(), invalid.as_ref(), &attachment)
             .await?;
         Ok(match attachment {
             Attachment::RouterMissing { .. } | Attachment::NameTaken(_) => {
@@ -389,7 +303,7 @@ impl Reconciler {
         };
         let mut previous = subnet.clone();
         previous.spec = spec;
-        let vpc = vpc_of(&previous, &self.ctx.settings.default_vpc);
+        let vpc = previous.vpc_or(&self.ctx.settings.default_vpc);
         let vpc_object = self.ctx.vpcs().get_opt(&vpc).await?;
         match self.accept(&previous, &name, &vpc, vpc_object.as_ref()) {
             Ok(binding) => {
@@ -411,22 +325,22 @@ impl Reconciler {
         vpc: &str,
         vpc_object: Option<&Vpc>,
     ) -> Result<Binding, Invalid> {
-        ownership::check_name(name)?;
+        check_name(name)?;
         let config = validate::parse_config(&subnet.spec)?;
         if vpc_object.is_none() {
             return Err(Invalid::UnknownVpc(vpc.to_string()));
         }
-        let replica = &self.ctx.nb_replica;
-        let router_networks: Vec<RouterNetwork> = find_router(replica, vpc)
+        let view = &self.ctx.nb_view;
+        let this = Owner::subnet(name);
+        let router_networks: Vec<RouterNetwork> = nb_view::vpc_router(view, vpc)
             .map(|router| {
-                nb_view::router_ports(replica, &router)
+                nb_view::router_ports(view, &router)
                     .into_iter()
-                    .filter(|p| !attach::ours_for(&p.external_ids, name))
+                    .filter(|p| !this.owns(&p.external_ids))
                     .flat_map(|port| {
                         let owner = port_owner(&port);
-                        let subnet = ownership::is_ours(&port.external_ids)
-                            .then(|| port.external_ids.get(OBJECT_KEY).cloned())
-                            .flatten();
+                        let subnet =
+                            Owner::of(&port.external_ids).map(|owner| owner.object().to_string());
                         port.networks.into_iter().map(move |network| RouterNetwork {
                             network,
                             owner: owner.clone(),
@@ -468,13 +382,13 @@ impl Reconciler {
         name: &str,
         binding: &Binding,
         imported: bool,
-    ) -> Result<Attachment, SubnetError> {
+    ) -> Result<Attachment, ReconcileError> {
         let ctx = &self.ctx;
-        let replica = &ctx.nb_replica;
-        let router = find_router(replica, &binding.vpc);
+        let view = &ctx.nb_view;
+        let router = nb_view::vpc_router(view, &binding.vpc);
         let router_name = router.as_ref().map(|r| r.name.as_str());
         let lrp_name = router_name.map(|router| lrp_name(name, router));
-        let observed = Observed::read(replica, name, lrp_name.as_deref());
+        let observed = Observed::read(view, name, lrp_name.as_deref());
         if let Some(taken) = observed.name_taken {
             return Ok(Attachment::NameTaken(taken));
         }
@@ -486,15 +400,18 @@ impl Reconciler {
             .map(|s| s.gateway_mac())
             .unwrap_or_else(|| ipam::Subnet::new(name, binding.config.clone()).gateway_mac());
         let desired = Desired::new(name, &binding.config, &mac.to_string(), router_name);
-        let mut txn = ctx.nb_txn();
-        let (changes, attach_op) = attach::plan(&mut txn, &desired, &observed, router.as_ref());
+        let mut txn = OwnedTxn::new();
+        let (changes, attach_op) = attach::plan(&mut txn, &desired, &observed, router.as_ref())?;
         if changes.any() {
             txn.comment(format!("rovn: Subnet {name} on {}", binding.vpc));
-            let result = ctx.nb_commit(&txn).await?;
+            let result = ctx.nb.commit(&txn).await?;
             if let Some(op) = attach_op
-                && result.results.get(op).and_then(|r| r.count()) == Some(0)
+                && result.count(op) == Some(0)
             {
-                return Err(SubnetError::RouterGone(binding.vpc.clone()));
+                return Err(ReconcileError::Failed(format!(
+                    "router {} disappeared during the attach",
+                    binding.vpc
+                )));
             }
             let previous = self
                 .attached
@@ -522,7 +439,7 @@ impl Reconciler {
             Some(router) => {
                 attached.insert(name.to_string(), router.name.clone());
                 Attachment::Attached {
-                    neutron: ownership::is_neutron_router(&router.external_ids),
+                    neutron: owner::is_neutron_router(&router.external_ids),
                     router: router.name,
                 }
             }
@@ -563,7 +480,7 @@ impl Reconciler {
         Ok(users.into_iter().collect())
     }
 
-    async fn cleanup(&self, subnet: &Subnet) -> Result<Action, SubnetError> {
+    async fn cleanup(&self, subnet: &Subnet) -> Result<Action, ReconcileError> {
         let name = subnet.name_any();
         let users = self.users(&name).await?;
         if !users.is_empty() {
@@ -578,23 +495,24 @@ impl Reconciler {
                     ""
                 }
             );
-            self.publish_status(
-                subnet,
-                vec![Condition::new(
-                    DELETION_BLOCKED,
-                    true,
-                    "AddressesInUse",
-                    message.clone(),
-                )],
-            )
-            .await?;
-            return Err(SubnetError::InUse(message));
+            self.status
+                .publish(
+                    subnet,
+                    vec![Condition::new(
+                        DELETION_BLOCKED,
+                        true,
+                        "AddressesInUse",
+                        message.clone(),
+                    )],
+                )
+                .await?;
+            return Err(ReconcileError::Waiting(message));
         }
-        let observed = Observed::read(&self.ctx.nb_replica, &name, None);
-        let mut txn = self.ctx.nb_txn();
+        let observed = Observed::read(&self.ctx.nb_view, &name, None);
+        let mut txn = OwnedTxn::new();
         if attach::plan_removal(&mut txn, &observed) {
             txn.comment(format!("rovn: Subnet {name} deleted"));
-            self.ctx.nb_commit(&txn).await?;
+            self.ctx.nb.commit(&txn).await?;
             info!(subnet = %name, "Subnet rows removed");
         }
         self.ctx
@@ -611,18 +529,12 @@ impl Reconciler {
     }
 }
 
-/// The router of VPC `vpc`: Neutron's router of that name, else ours.
-fn find_router(replica: &ovsdb::Replica, vpc: &str) -> Option<LogicalRouter> {
-    nb_view::neutron_router(replica, vpc).or_else(|| nb_view::our_router(replica, vpc))
-}
-
 /// Who owns a router port, for validation messages.
 fn port_owner(port: &LogicalRouterPort) -> String {
-    if ownership::is_ours(&port.external_ids) {
-        match port.external_ids.get(OBJECT_KEY) {
-            Some(subnet) => format!("Subnet {subnet}"),
-            None => format!("rovn port {}", port.name),
-        }
+    if let Some(owner) = Owner::of(&port.external_ids) {
+        format!("Subnet {}", owner.object())
+    } else if owner::is_ours(&port.external_ids) {
+        format!("rovn port {}", port.name)
     } else if let Some(network) = port.external_ids.get(NEUTRON_NETWORK_NAME) {
         format!("Neutron network {network} (port {})", port.name)
     } else {

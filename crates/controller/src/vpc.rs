@@ -5,53 +5,26 @@
 //! Vpcs are left to the importer: nothing here ever writes to OVN for them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use api::condition::{self, Condition, READY};
+use api::condition::{self, Condition, DELETION_BLOCKED, READY};
 use api::unsupported::{UnsupportedFields, unsupported_condition};
 use api::{Subnet, Vpc, VpcStatus, VpcType};
-use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{self, Event};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use ovn::Table;
 use ovn::nb::LogicalRouter;
-use ovn::ownership::{self, KIND_KEY, OBJECT_KEY, OWNER, OWNER_KEY};
-use ovsdb::{Condition as Where, Operation, Value, WaitUntil};
+use ovn::owned::{OwnedTxn, Owner, check_name};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::context::{Context, DEFAULT_VPC, FIELD_MANAGER};
-use crate::import::{apply_status, is_imported};
-use crate::nb_view;
-use crate::subnet::vpc_of;
+use crate::error::ReconcileError;
+use crate::{nb_view, runtime};
 
 /// Finalizer on our own Vpcs: their router is deleted before the object.
 pub const FINALIZER: &str = "rovn.io/vpc";
-/// Condition type: deletion waits for the listed Subnets to go.
-pub const DELETION_BLOCKED: &str = "DeletionBlocked";
-/// `rovn:kind` of our VPC routers.
-pub const ROUTER_KIND: &str = "vpc";
-
-/// Errors of the VPC reconciler.
-#[derive(Debug, thiserror::Error)]
-pub enum VpcError {
-    /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// A Northbound transaction failed.
-    #[error("OVN Northbound: {0}")]
-    Nb(#[from] ovsdb::Error),
-    /// Subnets still use the Vpc being deleted.
-    #[error("Subnets still use the Vpc: {0}")]
-    InUse(String),
-    /// Adding or removing the finalizer failed.
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
 
 /// Creates the default VPC object (server-side apply; its router follows
 /// from the reconciler).
@@ -76,55 +49,39 @@ pub async fn ensure_default_vpc(ctx: &Context) -> Result<(), kube::Error> {
 
 /// Runs the reconciler of our own Vpcs until the API watch ends.
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(ctx.vpcs(), watcher::Config::default())
-        .watches(
-            ctx.subnets(),
-            watcher::Config::default(),
-            |subnet: Subnet| Some(ObjectRef::new(&vpc_of(&subnet, DEFAULT_VPC))),
-        )
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "vpc reconcile");
-            }
-        })
-        .await;
+    let controller = Controller::new(ctx.vpcs(), watcher::Config::default()).watches(
+        ctx.subnets(),
+        watcher::Config::default(),
+        |subnet: Subnet| Some(ObjectRef::new(&subnet.vpc_or(DEFAULT_VPC))),
+    );
+    runtime::run_controller(controller, reconcile, error_policy, ctx).await;
 }
 
-fn error_policy(vpc: Arc<Vpc>, err: &VpcError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconciled("vpc", false);
-    match err {
-        VpcError::InUse(_) => Action::requeue(Duration::from_secs(5)),
-        _ => {
-            warn!(vpc = %vpc.name_any(), error = %err, "vpc reconcile failed");
-            Action::requeue(Duration::from_secs(2))
-        }
-    }
+fn error_policy(vpc: Arc<Vpc>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    err.retry("vpc", &vpc.name_any(), &ctx.metrics)
 }
 
-async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, VpcError> {
-    if is_imported(&vpc) {
+async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if vpc.is_imported() {
         release_imported(&vpc, &ctx).await?;
         return Ok(Action::await_change());
     }
-    let action = finalizer::finalizer(&ctx.vpcs(), FINALIZER, vpc, |event| async {
-        match event {
-            Event::Apply(vpc) => apply(&vpc, &ctx).await,
-            Event::Cleanup(vpc) => cleanup(&vpc, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|err| match err {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => VpcError::Finalizer(other.to_string()),
-    })?;
+    let context: &Context = &ctx;
+    let action = runtime::finalized(
+        &ctx.vpcs(),
+        FINALIZER,
+        vpc,
+        |vpc| async move { apply(&vpc, context).await },
+        |vpc| async move { cleanup(&vpc, context).await },
+    )
+    .await?;
     ctx.metrics.reconciled("vpc", true);
     Ok(action)
 }
 
 /// An imported Vpc that still carries our finalizer (it was ours before
 /// being labelled external) is released without touching OVN.
-async fn release_imported(vpc: &Vpc, ctx: &Context) -> Result<(), VpcError> {
+async fn release_imported(vpc: &Vpc, ctx: &Context) -> Result<(), ReconcileError> {
     if !vpc.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
@@ -154,7 +111,7 @@ async fn subnets_using(ctx: &Context, vpc: &str) -> Result<Vec<String>, kube::Er
         .await?
         .items
         .into_iter()
-        .filter(|s| vpc_of(s, &ctx.settings.default_vpc) == vpc)
+        .filter(|s| s.vpc_or(&ctx.settings.default_vpc) == vpc)
         .map(|s| s.name_any())
         .collect();
     names.sort();
@@ -192,15 +149,15 @@ fn own_status(
 
 async fn write_status(vpc: &Vpc, ctx: &Context, status: VpcStatus) -> Result<(), kube::Error> {
     if vpc.status.as_ref() != Some(&status) {
-        apply_status(ctx, &vpc.name_any(), &status).await?;
+        ctx.apply_vpc_status(&vpc.name_any(), &status).await?;
     }
     Ok(())
 }
 
-async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, VpcError> {
+async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, ReconcileError> {
     let name = vpc.name_any();
     let subnets = subnets_using(ctx, &name).await?;
-    if let Err(reserved) = ownership::check_name(&name) {
+    if let Err(reserved) = check_name(&name) {
         let status = own_status(
             vpc,
             ctx,
@@ -216,9 +173,9 @@ async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, VpcError> {
         write_status(vpc, ctx, status).await?;
         return Ok(Action::await_change());
     }
-    let replica = &ctx.nb_replica;
-    if nb_view::our_router(replica, &name).is_none() {
-        if let Some(other) = nb_view::routers_named(replica, &name).first() {
+    let view = &ctx.nb_view;
+    if nb_view::our_router(view, &name).is_none() {
+        if let Some(other) = view.named::<LogicalRouter>(&name).first() {
             let status = own_status(
                 vpc,
                 ctx,
@@ -255,34 +212,26 @@ async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, VpcError> {
 }
 
 /// Inserts our router, unless a router of that name appeared meanwhile
-/// (the `wait` makes the check and the insert one atomic step).
-async fn create_router(ctx: &Context, name: &str) -> Result<(), ovsdb::Error> {
+/// (the precondition makes the check and the insert one atomic step).
+async fn create_router(ctx: &Context, name: &str) -> Result<(), ReconcileError> {
     let router = LogicalRouter {
         name: name.to_string(),
-        external_ids: ownership::our_external_ids(ROUTER_KIND, name),
         ..LogicalRouter::default()
     };
-    let mut txn = ctx.nb_txn();
-    txn.push(Operation::Wait {
-        table: LogicalRouter::NAME.to_string(),
-        conditions: vec![Where::eq("name", name)],
-        columns: vec!["name".to_string()],
-        until: WaitUntil::Equal,
-        rows: Vec::new(),
-        timeout_ms: Some(0),
-    });
-    txn.insert(LogicalRouter::NAME, router.to_row());
+    let mut txn = OwnedTxn::new();
+    txn.require_no_row_named::<LogicalRouter>(name);
+    txn.insert(&Owner::vpc(name), &router)?;
     txn.comment(format!("rovn: router of Vpc {name}"));
-    ctx.nb_commit(&txn).await?;
+    ctx.nb.commit(&txn).await?;
     Ok(())
 }
 
-async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, VpcError> {
+async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, ReconcileError> {
     let name = vpc.name_any();
     let subnets = subnets_using(ctx, &name).await?;
     if !subnets.is_empty() {
         let message = format!("Subnets still use this Vpc: {}", subnets.join(", "));
-        let router = nb_view::our_router(&ctx.nb_replica, &name).map(|r| r.name);
+        let router = nb_view::our_router(&ctx.nb_view, &name).map(|r| r.name);
         let status = own_status(
             vpc,
             ctx,
@@ -296,30 +245,17 @@ async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, VpcError> {
             )],
         );
         write_status(vpc, ctx, status).await?;
-        return Err(VpcError::InUse(message));
+        return Err(ReconcileError::Waiting(message));
     }
-    // Only routers with our marker and this Vpc's name as object.
-    let mine: Vec<LogicalRouter> = nb_view::routers_named(&ctx.nb_replica, &name)
-        .into_iter()
-        .filter(|r| {
-            ownership::is_ours(&r.external_ids)
-                && r.external_ids.get(KIND_KEY).map(String::as_str) == Some(ROUTER_KIND)
-                && r.external_ids.get(OBJECT_KEY) == Some(&name)
-        })
-        .collect();
+    // Only the routers this Vpc owns.
+    let mine = ctx.nb_view.owned_by::<LogicalRouter>(&Owner::vpc(&name));
     if !mine.is_empty() {
-        let mut txn = ctx.nb_txn();
+        let mut txn = OwnedTxn::new();
         for router in &mine {
-            txn.delete(
-                LogicalRouter::NAME,
-                vec![
-                    Where::uuid(router.uuid),
-                    Where::includes("external_ids", Value::map([(OWNER_KEY, OWNER)])),
-                ],
-            );
+            txn.delete(router);
         }
         txn.comment(format!("rovn: Vpc {name} deleted"));
-        ctx.nb_commit(&txn).await?;
+        ctx.nb.commit(&txn).await?;
         info!(vpc = %name, "logical router deleted");
     }
     Ok(Action::await_change())

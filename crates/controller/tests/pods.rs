@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use kube::api::PostParams;
 use ovn::Table;
 use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
-use ovn::ownership::{KIND_KEY, OBJECT_KEY, OWNER, OWNER_KEY};
+use ovn::owned::Owner;
 use ovsdb::{ClientConfig, Condition};
 use testenv::neutron::{NeutronNetwork, NeutronRouter};
 use testenv::ovn::OvnEnv;
@@ -138,18 +138,16 @@ async fn assert_pod_wired(
         "{port_name}: port_security"
     );
     assert_eq!(port.type_, "", "{port_name}: a workload port");
-    let expected_ids: BTreeMap<String, String> = [
-        (OWNER_KEY, OWNER.to_string()),
-        (KIND_KEY, "pod".to_string()),
-        (OBJECT_KEY, format!("{namespace}/{name}")),
-        ("rovn:pod_namespace", namespace.to_string()),
-        ("rovn:pod_name", name.to_string()),
-        ("rovn:pod_uid", pod.uid().expect("uid")),
-        ("rovn:subnet", subnet.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut expected_ids = Owner::pod(namespace, name).external_ids();
+    expected_ids.extend(
+        [
+            ("rovn:pod_namespace", namespace.to_string()),
+            ("rovn:pod_name", name.to_string()),
+            ("rovn:pod_uid", pod.uid().expect("uid")),
+            ("rovn:subnet", subnet.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     assert_eq!(port.external_ids, expected_ids, "{port_name}: external_ids");
     assert!(
         !port.external_ids.keys().any(|k| k.starts_with("neutron:")),

@@ -1,19 +1,22 @@
 //! Typed rows of the OVN Northbound and local Open_vSwitch databases, and
-//! the ownership rules for sharing the Northbound database with Neutron.
+//! the one gateway for rovn's writes to the Northbound database it shares
+//! with Neutron.
 //!
-//! - [`nb`], [`vswitch`]: typed rows ([`Table`]) read from replicas and
-//!   written through `ovsdb` transactions.
-//! - [`ownership`]: which rows are Neutron's, which are ours, and the names
-//!   and keys we must never write.
+//! - [`nb`], [`vswitch`]: typed rows ([`Table`]).
+//! - [`view`]: typed reads of a replica, our rows as [`owned::Mine`].
+//! - [`owned`]: which rows are ours and which Neutron's, the names and keys
+//!   we must never write, and the only Northbound transaction reconcilers
+//!   can build ([`owned::OwnedTxn`], committed by [`owned::Gateway`]).
 //! - [`security_groups`]: whether Neutron's security groups let pods of a
 //!   subnet open connections to a VM (`neutron_pg_drop`).
 //! - [`check_schema`]: the server's schema has every column we use.
 
 pub mod column;
 pub mod nb;
-pub mod ownership;
+pub mod owned;
 pub mod security_groups;
 pub mod table;
+pub mod view;
 pub mod vswitch;
 
 pub use table::{RowError, Table};

@@ -1,12 +1,15 @@
 //! Typed rows against a real OVN Northbound ovsdb-server: the schema check,
-//! reading Neutron-shaped rows written by `ovn-nbctl`, and writing our own.
+//! reading Neutron-shaped rows written by `ovn-nbctl`, and writing our own
+//! through the gateway, whose owner conditions the server enforces.
 
 use std::collections::BTreeMap;
 
+use ovn::check_schema;
 use ovn::nb::{self, LogicalRouter, LogicalRouterPort, LogicalSwitch};
-use ovn::ownership::{self, our_external_ids};
-use ovn::{Table, check_schema};
-use ovsdb::{Client, ClientConfig, MonitorSpec, Schema, TxnBuilder};
+use ovn::owned::owner::{self, Owner};
+use ovn::owned::{Gateway, Mine, OwnedTxn};
+use ovn::view::{self, View};
+use ovsdb::{Client, ClientConfig, MonitorSpec, Schema};
 use testenv::ovn::OvnEnv;
 
 const ROUTER: &str = "neutron-22040ed5-0598-4f77-bffd-e7fd4db47e93";
@@ -79,55 +82,82 @@ async fn neutron_rows_read_as_typed_rows_and_ours_write_back() {
     .unwrap();
 
     let client = connect(&env).await;
-    let replica = client
-        .monitor(
-            nb::DATABASE,
-            MonitorSpec::new()
-                .table_columns(LogicalRouter::NAME, LogicalRouter::COLUMNS)
-                .table_columns(LogicalRouterPort::NAME, LogicalRouterPort::COLUMNS)
-                .table_columns(LogicalSwitch::NAME, LogicalSwitch::COLUMNS),
-        )
-        .await
-        .unwrap();
+    let spec = [
+        view::index_table::<LogicalRouter>,
+        view::index_table::<LogicalRouterPort>,
+        view::index_table::<LogicalSwitch>,
+    ]
+    .iter()
+    .fold(MonitorSpec::new(), |spec, index| index(spec));
+    let replica = client.monitor(nb::DATABASE, spec).await.unwrap();
     replica.wait_synced().await.unwrap();
+    let view = View::new(replica);
 
-    let row = replica.by_name(LogicalRouter::NAME, ROUTER).pop().unwrap();
-    let router = LogicalRouter::from_row(row.uuid().unwrap(), &row).unwrap();
-    assert!(ownership::is_neutron_router(&router.external_ids));
-    assert!(!ownership::is_ours(&router.external_ids));
+    let router = view.named::<LogicalRouter>(ROUTER).pop().unwrap();
+    assert!(owner::is_neutron_router(&router.external_ids));
+    assert!(!owner::is_ours(&router.external_ids));
+    assert!(Mine::claim(router.clone()).is_none(), "never ours");
     assert_eq!(router.external_ids["neutron:router_name"], "router1");
     assert_eq!(router.options["always_learn_from_arp_request"], "false");
     assert_eq!(router.ports.len(), 1);
 
     let port_uuid = *router.ports.iter().next().unwrap();
-    let port = LogicalRouterPort::from_row(port_uuid, &replica.get(port_uuid).unwrap()).unwrap();
+    let port = view.get::<LogicalRouterPort>(port_uuid).unwrap();
     assert_eq!(port.name, LRP);
     assert_eq!(port.mac, "fa:16:3e:11:22:33");
     assert_eq!(port.networks.iter().collect::<Vec<_>>(), ["10.0.1.1/24"]);
-    assert!(ovn::ownership::check_name(&port.name).is_err());
+    assert!(owner::check_name(&port.name).is_err());
 
-    // Our own switch, written from a typed row, reads back equal.
+    // Our own switch, written from a typed row through the gateway, reads
+    // back equal, with our owner.
+    let gateway = Gateway::new(client.clone());
+    let net2 = Owner::subnet("net2");
     let ours = LogicalSwitch {
         name: "net2".into(),
         other_config: BTreeMap::from([("subnet".into(), "10.0.2.0/24".into())]),
-        external_ids: our_external_ids("subnet", "net2"),
         ..LogicalSwitch::default()
     };
-    let mut tx = TxnBuilder::new(nb::DATABASE);
-    let name = tx.insert(LogicalSwitch::NAME, ours.to_row());
-    let result = client.commit(&tx).await.unwrap();
-    let uuid = result.uuid_of(&name).unwrap();
+    let mut txn = OwnedTxn::new();
+    let name = txn.insert(&net2, &ours).unwrap();
+    let uuid = gateway.commit(&txn).await.unwrap().uuid_of(&name).unwrap();
     // Bounded wait (a hang guard, not a speed assertion) for the monitor update.
     let back = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
-            if let Some(row) = replica.get(uuid) {
-                break LogicalSwitch::from_row(uuid, &row).unwrap();
+            if let Some(mine) = view.owned_by::<LogicalSwitch>(&net2).pop() {
+                break mine;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
     .await
     .expect("our switch reaches the replica");
-    assert_eq!(back, LogicalSwitch { uuid, ..ours });
-    assert!(ownership::is_ours(&back.external_ids));
+    assert_eq!(back.uuid, uuid);
+    assert_eq!(back.other_config, ours.other_config);
+    assert_eq!(back.owner(), &net2);
+    assert_eq!(back.external_ids, net2.external_ids());
+
+    // The owner condition is checked by the server: a row that another
+    // writer re-labelled is no longer written, even through a stale `Mine`.
+    env.nbctl(&[
+        "set",
+        "Logical_Switch",
+        "net2",
+        "external_ids:\"rovn:object\"=other",
+    ])
+    .unwrap();
+    let mut txn = OwnedTxn::new();
+    let delete = txn.delete(&back);
+    let committed = gateway.commit(&txn).await.unwrap();
+    assert_eq!(committed.count(delete), Some(0), "not deleted");
+    assert_eq!(view.named::<LogicalSwitch>("net2").len(), 1);
+    env.nbctl(&[
+        "set",
+        "Logical_Switch",
+        "net2",
+        "external_ids:\"rovn:object\"=net2",
+    ])
+    .unwrap();
+    let mut txn = OwnedTxn::new();
+    let delete = txn.delete(&back);
+    assert_eq!(gateway.commit(&txn).await.unwrap().count(delete), Some(1));
 }

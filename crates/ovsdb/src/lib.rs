@@ -56,7 +56,7 @@ pub mod value;
 
 pub use client::{Client, ClientConfig, LockWatch};
 pub use error::{Error, Result};
-pub use monitor::MonitorSpec;
+pub use monitor::{Index, MonitorSpec};
 pub use replica::{Replica, RowEvent, SyncStats};
 pub use schema::Schema;
 pub use transact::{

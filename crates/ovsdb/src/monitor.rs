@@ -13,6 +13,55 @@ use crate::value::Row;
 pub struct MonitorSpec {
     /// `(table, columns)`; `None` = every column of the table.
     pub tables: Vec<(String, Option<Vec<String>>)>,
+    /// Secondary indexes the replica keeps, `(table, index)`: declared by the
+    /// user of the replica for the lookups it makes ([`crate::Replica::find`]).
+    pub indexes: Vec<(String, Index)>,
+}
+
+/// A secondary index of a replica table: rows by the string value of a
+/// column, or by the value of one key of a string map column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Index {
+    /// Rows by the value of a string column (e.g. `name`).
+    Column(String),
+    /// Rows by the value of `key` in map column `column` (e.g.
+    /// `external_ids:owner`).
+    MapValue {
+        /// The map column.
+        column: String,
+        /// The key whose value is indexed.
+        key: String,
+    },
+}
+
+impl Index {
+    /// Rows by the value of string column `column`.
+    pub fn column(column: &str) -> Self {
+        Index::Column(column.to_owned())
+    }
+
+    /// Rows by the value of `key` in map column `column`.
+    pub fn map_value(column: &str, key: &str) -> Self {
+        Index::MapValue {
+            column: column.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// The indexed value of `row`, if it has one.
+    pub fn value_of<'r>(&self, row: &'r crate::Row) -> Option<&'r str> {
+        match self {
+            Index::Column(column) => row.get_str(column),
+            Index::MapValue { column, key } => row.get_map_str(column, key),
+        }
+    }
+
+    /// The column the index reads.
+    pub fn column_name(&self) -> &str {
+        match self {
+            Index::Column(column) | Index::MapValue { column, .. } => column,
+        }
+    }
 }
 
 impl MonitorSpec {
@@ -25,6 +74,7 @@ impl MonitorSpec {
     pub fn all_tables(schema: &Schema) -> Self {
         MonitorSpec {
             tables: schema.tables.keys().map(|t| (t.clone(), None)).collect(),
+            indexes: Vec::new(),
         }
     }
 
@@ -43,12 +93,27 @@ impl MonitorSpec {
         self
     }
 
+    /// Keeps a secondary index of `table` in the replica.
+    pub fn index(mut self, table: impl Into<String>, index: Index) -> Self {
+        self.indexes.push((table.into(), index));
+        self
+    }
+
     /// Checks every table and column against the schema.
     pub fn check(&self, schema: &Schema) -> Result<()> {
         for (t, cols) in &self.tables {
             schema.table(t)?;
             for c in cols.iter().flatten() {
                 schema.column(t, c)?;
+            }
+        }
+        for (t, index) in &self.indexes {
+            let column = index.column_name();
+            schema.column(t, column)?;
+            if !self.columns_of(schema, t).iter().any(|c| c == column) {
+                return Err(crate::Error::protocol(format!(
+                    "index on {t}.{column}: the column is not monitored"
+                )));
             }
         }
         Ok(())

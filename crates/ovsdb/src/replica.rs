@@ -1,5 +1,5 @@
-//! In-memory replica of monitored tables, keyed by `_uuid`, with secondary indexes and a stream
-//! of change events.
+//! In-memory replica of monitored tables, keyed by `_uuid`, with the secondary indexes its
+//! user declares and a stream of change events.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::monitor::{MonitorSpec, RowUpdate, TableUpdates};
+use crate::monitor::{Index, MonitorSpec, RowUpdate, TableUpdates};
 use crate::schema::{AtomicType, ColumnType, Schema};
 use crate::value::{Atom, Row, Value};
 
@@ -74,40 +74,45 @@ type Ids = BTreeSet<Uuid>;
 #[derive(Debug, Default)]
 struct TableData {
     rows: HashMap<Uuid, Arc<Row>>,
-    by_name: HashMap<String, Ids>,
-    by_external_id: HashMap<(String, String), Ids>,
-    by_router_port: HashMap<String, Ids>,
-}
-
-fn index_keys(row: &Row) -> (Option<&str>, Vec<(String, String)>, Option<&str>) {
-    (
-        row.get_str("name"),
-        row.get_str_map("external_ids").into_iter().collect(),
-        row.get_map_str("options", "router-port"),
-    )
+    /// The declared indexes of the table: rows by indexed value.
+    indexes: Vec<(Index, HashMap<String, Ids>)>,
 }
 
 impl TableData {
+    fn with_indexes(indexes: impl IntoIterator<Item = Index>) -> Self {
+        TableData {
+            rows: HashMap::new(),
+            indexes: indexes.into_iter().map(|i| (i, HashMap::new())).collect(),
+        }
+    }
+
     fn index(&mut self, uuid: Uuid, row: &Row, add: bool) {
-        fn upd<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: K, uuid: Uuid, add: bool) {
+        for (index, map) in &mut self.indexes {
+            let Some(value) = index.value_of(row) else {
+                continue;
+            };
             if add {
-                m.entry(k).or_default().insert(uuid);
-            } else if let Some(s) = m.get_mut(&k) {
-                s.remove(&uuid);
-                if s.is_empty() {
-                    m.remove(&k);
+                map.entry(value.to_owned()).or_default().insert(uuid);
+            } else if let Some(ids) = map.get_mut(value) {
+                ids.remove(&uuid);
+                if ids.is_empty() {
+                    map.remove(value);
                 }
             }
         }
-        let (name, ext, rp) = index_keys(row);
-        if let Some(n) = name {
-            upd(&mut self.by_name, n.to_owned(), uuid, add);
-        }
-        for kv in ext {
-            upd(&mut self.by_external_id, kv, uuid, add);
-        }
-        if let Some(p) = rp {
-            upd(&mut self.by_router_port, p.to_owned(), uuid, add);
+    }
+
+    /// Rows whose `index` value is `value`: from the index when declared, by
+    /// a scan otherwise.
+    fn find(&self, index: &Index, value: &str) -> Vec<Arc<Row>> {
+        match self.indexes.iter().find(|(i, _)| i == index) {
+            Some((_, map)) => self.rows_of(map.get(value)),
+            None => self
+                .rows
+                .values()
+                .filter(|row| index.value_of(row) == Some(value))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -209,7 +214,12 @@ impl Replica {
                 })
                 .collect();
             columns.insert(t.clone(), cols);
-            tables.insert(t.clone(), TableData::default());
+            let indexes = spec
+                .indexes
+                .iter()
+                .filter(|(table, _)| table == t)
+                .map(|(_, index)| index.clone());
+            tables.insert(t.clone(), TableData::with_indexes(indexes));
         }
         Ok(Replica(Arc::new(Shared {
             db: db.to_owned(),
@@ -277,21 +287,16 @@ impl Replica {
         self.with_table(table, |t| t.rows.get(&uuid).cloned())
     }
 
-    /// Rows of `table` whose `name` column equals `name`.
+    /// Rows of `table` whose `index` value is `value`. Indexes declared in
+    /// the [`MonitorSpec`] answer in time proportional to the result; any
+    /// other index answers by scanning the table.
+    pub fn find(&self, table: &str, index: &Index, value: &str) -> Vec<Arc<Row>> {
+        self.with_table(table, |t| t.find(index, value))
+    }
+
+    /// Rows of `table` whose `name` column equals `name` (see [`Replica::find`]).
     pub fn by_name(&self, table: &str, name: &str) -> Vec<Arc<Row>> {
-        self.with_table(table, |t| t.rows_of(t.by_name.get(name)))
-    }
-
-    /// Rows of `table` whose `external_ids` map has `key` = `value`.
-    pub fn by_external_id(&self, table: &str, key: &str, value: &str) -> Vec<Arc<Row>> {
-        self.with_table(table, |t| {
-            t.rows_of(t.by_external_id.get(&(key.to_owned(), value.to_owned())))
-        })
-    }
-
-    /// Rows of `table` (normally `Logical_Switch_Port`) whose `options:router-port` is `port`.
-    pub fn by_router_port(&self, table: &str, port: &str) -> Vec<Arc<Row>> {
-        self.with_table(table, |t| t.rows_of(t.by_router_port.get(port)))
+        self.find(table, &Index::column("name"), name)
     }
 
     /// The last transaction id seen (monitor_cond_since servers only).

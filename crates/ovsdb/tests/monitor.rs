@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{EventModel, HANG_GUARD, blocking, replica_dump, wait_for};
-use ovsdb::{Client, ClientConfig, MonitorSpec, RowEvent};
+use ovsdb::{Client, ClientConfig, Index, MonitorSpec, RowEvent};
 use testenv::ovn::{Component, OvnEnv};
 
 const NB: &str = "OVN_Northbound";
@@ -19,7 +19,15 @@ async fn monitor_sees_rows_written_by_nbctl() {
         .unwrap();
     let schema = c.get_schema(NB).await.unwrap();
     let replica = c
-        .monitor(NB, MonitorSpec::all_tables(&schema))
+        .monitor(
+            NB,
+            MonitorSpec::all_tables(&schema)
+                .index("Logical_Switch", Index::map_value("external_ids", "owner"))
+                .index(
+                    "Logical_Switch_Port",
+                    Index::map_value("options", "router-port"),
+                ),
+        )
         .await
         .unwrap();
     assert!(replica.is_synced());
@@ -74,10 +82,27 @@ async fn monitor_sees_rows_written_by_nbctl() {
     .await;
     let ls = replica.by_name("Logical_Switch", "sw0")[0].clone();
     assert_eq!(
-        replica.by_external_id("Logical_Switch", "owner", "k8s"),
+        replica.find(
+            "Logical_Switch",
+            &Index::map_value("external_ids", "owner"),
+            "k8s"
+        ),
         vec![ls.clone()]
     );
-    let rp = replica.by_router_port("Logical_Switch_Port", "lrp0");
+    let rp = replica.find(
+        "Logical_Switch_Port",
+        &Index::map_value("options", "router-port"),
+        "lrp0",
+    );
+    // An index that was not declared answers by a scan.
+    assert_eq!(
+        replica.find(
+            "Logical_Switch_Port",
+            &Index::map_value("external_ids", "none"),
+            "x"
+        ),
+        Vec::new()
+    );
     assert_eq!(rp.len(), 1);
     assert_eq!(rp[0].get_str("name"), Some("sw0-lr0"));
     assert_eq!(rp[0].get_str("type"), Some("router"));

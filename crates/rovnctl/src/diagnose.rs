@@ -13,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use ovn::nb::{self, Acl, AddressSet, LogicalRouter, LogicalRouterPort, LogicalSwitch};
 use ovn::nb::{LogicalSwitchPort, PortGroup};
-use ovn::ownership::{self, NEUTRON_NETWORK_NAME};
+use ovn::owned::owner::{self, NEUTRON_NETWORK_NAME};
 use ovn::security_groups::{Reach, SecurityRows, VmPortReach, pod_to_vm_reach};
+use ovn::view::View;
 use ovn::{Table, check_schema};
-use ovsdb::{Client, TxnBuilder};
+use ovsdb::{Client, MonitorSpec};
 
 /// The finding for one Neutron network attached to the router.
 #[derive(Debug, Clone)]
@@ -54,51 +55,40 @@ impl Report {
     }
 }
 
-/// Every row of `T`'s table.
-fn rows<T: Table>(result: &ovsdb::TxnResult, index: usize) -> Result<Vec<T>> {
-    let rows = result.results[index]
-        .rows()
-        .context("select returned no rows")?;
-    rows.iter()
-        .map(|row| {
-            let uuid = row.uuid().context("row without _uuid")?;
-            Ok(T::from_row(uuid, row)?)
-        })
-        .collect()
-}
-
 /// Reads the Northbound tables involved and reports, for each VM port on the
 /// Neutron networks of `router`, what pods in `cidr` can open towards it.
 pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<Report> {
     let schema = nb_client.get_schema(nb::DATABASE).await?;
     check_schema(&schema, nb::REQUIRED)?;
-    let mut txn = TxnBuilder::new(nb::DATABASE);
-    let selects = [
-        txn.select(LogicalRouter::NAME, vec![], None),
-        txn.select(LogicalRouterPort::NAME, vec![], None),
-        txn.select(LogicalSwitch::NAME, vec![], None),
-        txn.select(LogicalSwitchPort::NAME, vec![], None),
-        txn.select(PortGroup::NAME, vec![], None),
-        txn.select(Acl::NAME, vec![], None),
-        txn.select(AddressSet::NAME, vec![], None),
-    ];
-    let result = nb_client.commit(&txn).await?;
-    let routers: Vec<LogicalRouter> = rows(&result, selects[0])?;
-    let router_ports: BTreeMap<_, LogicalRouterPort> = rows(&result, selects[1])?
+    let spec = MonitorSpec::new()
+        .table_columns(LogicalRouter::NAME, LogicalRouter::COLUMNS)
+        .table_columns(LogicalRouterPort::NAME, LogicalRouterPort::COLUMNS)
+        .table_columns(LogicalSwitch::NAME, LogicalSwitch::COLUMNS)
+        .table_columns(LogicalSwitchPort::NAME, LogicalSwitchPort::COLUMNS)
+        .table_columns(PortGroup::NAME, PortGroup::COLUMNS)
+        .table_columns(Acl::NAME, Acl::COLUMNS)
+        .table_columns(AddressSet::NAME, AddressSet::COLUMNS);
+    let view = View::new(
+        nb_client
+            .monitor(nb::DATABASE, spec)
+            .await
+            .context("reading the Northbound tables")?,
+    );
+    let routers: Vec<LogicalRouter> = view.rows();
+    let router_ports: BTreeMap<_, LogicalRouterPort> = view
+        .rows()
         .into_iter()
         .map(|p: LogicalRouterPort| (p.uuid, p))
         .collect();
-    let switches: Vec<LogicalSwitch> = rows(&result, selects[2])?;
-    let switch_ports: BTreeMap<_, LogicalSwitchPort> = rows(&result, selects[3])?
+    let switches: Vec<LogicalSwitch> = view.rows();
+    let switch_ports: BTreeMap<_, LogicalSwitchPort> = view
+        .rows()
         .into_iter()
         .map(|p: LogicalSwitchPort| (p.uuid, p))
         .collect();
-    let port_groups: Vec<PortGroup> = rows(&result, selects[4])?;
-    let acls: BTreeMap<_, Acl> = rows(&result, selects[5])?
-        .into_iter()
-        .map(|a: Acl| (a.uuid, a))
-        .collect();
-    let address_sets: Vec<AddressSet> = rows(&result, selects[6])?;
+    let port_groups: Vec<PortGroup> = view.rows();
+    let acls: BTreeMap<_, Acl> = view.rows().into_iter().map(|a: Acl| (a.uuid, a)).collect();
+    let address_sets: Vec<AddressSet> = view.rows();
 
     let Some(lr) = routers.iter().find(|r| r.name == router) else {
         bail!("no Logical_Router named {router:?} in the Northbound database");
@@ -120,7 +110,7 @@ pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<R
             .ports
             .iter()
             .filter_map(|uuid| switch_ports.get(uuid))
-            .filter(|p| p.type_.is_empty() && ownership::is_neutron_owned(&p.external_ids))
+            .filter(|p| p.type_.is_empty() && owner::is_neutron_owned(&p.external_ids))
             .collect();
         networks.push(NetworkReport {
             switch: switch.name.clone(),
@@ -136,7 +126,7 @@ pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<R
     Ok(Report {
         cidr,
         router: router.to_string(),
-        neutron_name: lr.external_ids.get(ownership::NEUTRON_ROUTER_NAME).cloned(),
+        neutron_name: lr.external_ids.get(owner::NEUTRON_ROUTER_NAME).cloned(),
         networks,
     })
 }

@@ -1,8 +1,7 @@
 //! The OVN rows of a Subnet and the transactions that create, repair, move
 //! and remove them.
 //!
-//! Per Subnet `<name>`, all with our owner marker
-//! (`our_external_ids("subnet", <name>)`):
+//! Per Subnet `<name>`, all owned by `Owner::subnet(<name>)`:
 //! - Logical_Switch `<name>` (Kube-OVN compatible);
 //! - Logical_Switch_Port `rovn-<name>-lsp`, type `router`, addresses
 //!   `router`, `options:router-port` = the router port's name;
@@ -29,16 +28,10 @@
 //! is not ours is inserting or deleting our router port's uuid in a router's
 //! `ports`.
 
-use std::collections::BTreeMap;
-
 use ipam::SubnetConfig;
-use ovn::Table;
 use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
-use ovn::ownership::{self, OWNER, OWNER_KEY};
-use ovsdb::{Atom, Condition as Where, Mutation, Replica, Row, TxnBuilder, Uuid, Value};
-
-/// `rovn:kind` of a Subnet's rows.
-pub const KIND: &str = "subnet";
+use ovn::owned::{Mine, Op, OwnedTxn, Owner, Refused, RouterPort};
+use ovn::view::View;
 
 /// Name of Subnet `subnet`'s router port on router `router`:
 /// `rovn-<subnet>-<8 hex digits>`, the digits a stable hash (32-bit FNV-1a)
@@ -57,6 +50,29 @@ pub fn lsp_name(subnet: &str) -> String {
     format!("rovn-{subnet}-lsp")
 }
 
+/// Where a valid Subnet stands in OVN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Our router port is on the router.
+    Attached {
+        /// The router.
+        router: String,
+        /// Whether it is Neutron's.
+        neutron: bool,
+    },
+    /// The VPC's router is not in OVN (yet, or any more).
+    RouterMissing {
+        /// The router.
+        router: String,
+        /// Whether the VPC was imported from Neutron.
+        imported: bool,
+    },
+    /// A row with one of our names exists and is not ours: nothing written.
+    NameTaken(String),
+    /// Never valid: nothing was created.
+    NotCreated,
+}
+
 /// The rows a Subnet should have.
 #[derive(Clone, Debug)]
 pub struct Desired {
@@ -73,7 +89,7 @@ impl Desired {
     /// The rows of Subnet `name` with `config` and gateway MAC `mac`, on
     /// router `router` when it exists.
     pub fn new(name: &str, config: &SubnetConfig, mac: &str, router: Option<&str>) -> Self {
-        let ids = ownership::our_external_ids(KIND, name);
+        let ids = Owner::subnet(name).external_ids();
         let networks = config
             .families()
             .map(|f| format!("{}/{}", f.gateway, f.cidr.prefix_len()))
@@ -108,24 +124,11 @@ impl Desired {
     }
 }
 
-fn decode<T: Table>(rows: Vec<std::sync::Arc<Row>>) -> Vec<T> {
-    rows.iter()
-        .filter_map(|row| T::from_row(row.uuid()?, row).ok())
-        .collect()
-}
-
-/// Whether `external_ids` mark a row of Subnet `subnet`.
-pub(super) fn ours_for(external_ids: &BTreeMap<String, String>, subnet: &str) -> bool {
-    ownership::is_ours(external_ids)
-        && external_ids.get(ownership::KIND_KEY).map(String::as_str) == Some(KIND)
-        && external_ids.get(ownership::OBJECT_KEY).map(String::as_str) == Some(subnet)
-}
-
 /// One of our router ports and the routers whose `ports` hold it.
 #[derive(Clone, Debug)]
 pub struct PlacedPort {
     /// The router port.
-    pub port: LogicalRouterPort,
+    pub port: Mine<LogicalRouterPort>,
     /// Routers holding it (normally one; none once OVN has dropped it).
     pub routers: Vec<LogicalRouter>,
 }
@@ -134,9 +137,9 @@ pub struct PlacedPort {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     /// Our switch.
-    pub switch: Option<LogicalSwitch>,
+    pub switch: Option<Mine<LogicalSwitch>>,
     /// Our router-type switch port, when it is on our switch.
-    pub lsp: Option<LogicalSwitchPort>,
+    pub lsp: Option<Mine<LogicalSwitchPort>>,
     /// Our router ports, whatever their name and router (one, except in
     /// the middle of a move or after an upgrade of the naming).
     pub lrps: Vec<PlacedPort>,
@@ -147,46 +150,42 @@ pub struct Observed {
 impl Observed {
     /// Reads Subnet `name`'s rows from the replica; `lrp_name` is the name
     /// its router port should have (checked for a foreign row of that name).
-    pub fn read(replica: &Replica, name: &str, lrp_name: Option<&str>) -> Self {
+    pub fn read(view: &View, name: &str, lrp_name: Option<&str>) -> Self {
+        let owner = Owner::subnet(name);
         let mut observed = Observed::default();
-        let switches: Vec<LogicalSwitch> = decode(replica.by_name(LogicalSwitch::NAME, name));
-        observed.switch = switches
-            .iter()
-            .find(|s| ours_for(&s.external_ids, name))
-            .cloned();
-        if observed.switch.is_none() && !switches.is_empty() {
+        let switches = view.named::<LogicalSwitch>(name);
+        if switches.iter().any(|s| !owner.owns(&s.external_ids)) {
             observed.name_taken = Some(format!("Logical_Switch {name}"));
         }
-        let lsps: Vec<LogicalSwitchPort> =
-            decode(replica.by_name(LogicalSwitchPort::NAME, &lsp_name(name)));
-        observed.lsp = lsps
-            .iter()
-            .find(|p| {
-                ours_for(&p.external_ids, name)
-                    && observed
-                        .switch
-                        .as_ref()
-                        .is_some_and(|s| s.ports.contains(&p.uuid))
-            })
-            .cloned();
-        if lsps.iter().any(|p| !ours_for(&p.external_ids, name)) {
+        observed.switch = switches
+            .into_iter()
+            .filter_map(Mine::claim)
+            .find(|s| s.owner() == &owner);
+        if observed.switch.is_some() {
+            observed.name_taken = None;
+        }
+        let lsps = view.named::<LogicalSwitchPort>(&lsp_name(name));
+        if lsps.iter().any(|p| !owner.owns(&p.external_ids)) {
             observed.name_taken = Some(format!("Logical_Switch_Port {}", lsp_name(name)));
         }
-        if let Some(lrp_name) = lrp_name {
-            let named: Vec<LogicalRouterPort> =
-                decode(replica.by_name(LogicalRouterPort::NAME, lrp_name));
-            if named.iter().any(|p| !ours_for(&p.external_ids, name)) {
-                observed.name_taken = Some(format!("Logical_Router_Port {lrp_name}"));
-            }
+        observed.lsp = lsps.into_iter().filter_map(Mine::claim).find(|p| {
+            p.owner() == &owner
+                && observed
+                    .switch
+                    .as_ref()
+                    .is_some_and(|s| s.ports.contains(&p.uuid))
+        });
+        if let Some(lrp_name) = lrp_name
+            && view
+                .named::<LogicalRouterPort>(lrp_name)
+                .iter()
+                .any(|p| !owner.owns(&p.external_ids))
+        {
+            observed.name_taken = Some(format!("Logical_Router_Port {lrp_name}"));
         }
-        let ports: Vec<LogicalRouterPort> =
-            decode(replica.by_external_id(LogicalRouterPort::NAME, ownership::OBJECT_KEY, name));
-        let ports: Vec<LogicalRouterPort> = ports
-            .into_iter()
-            .filter(|p| ours_for(&p.external_ids, name))
-            .collect();
+        let ports = view.owned_by::<LogicalRouterPort>(&owner);
         if !ports.is_empty() {
-            let routers = decode::<LogicalRouter>(replica.table(LogicalRouter::NAME));
+            let routers = view.rows::<LogicalRouter>();
             observed.lrps = ports
                 .into_iter()
                 .map(|port| PlacedPort {
@@ -224,22 +223,11 @@ impl Changes {
     }
 }
 
-fn where_ours(uuid: Uuid) -> Vec<Where> {
-    vec![
-        Where::uuid(uuid),
-        Where::includes("external_ids", Value::map([(OWNER_KEY, OWNER)])),
-    ]
-}
-
 /// Adds to `txn` the removal of router port `lrp` from `routers` (OVN drops
 /// the unreferenced port row).
-fn detach(txn: &mut TxnBuilder, lrp: &PlacedPort, routers: &[&LogicalRouter]) {
+fn detach(txn: &mut OwnedTxn, lrp: &PlacedPort, routers: &[&LogicalRouter]) {
     for router in routers {
-        txn.mutate(
-            LogicalRouter::NAME,
-            vec![Where::uuid(router.uuid)],
-            vec![Mutation::delete("ports", Value::set([lrp.port.uuid]))],
-        );
+        txn.detach_router_port(router, &lrp.port);
     }
 }
 
@@ -247,57 +235,45 @@ fn detach(txn: &mut TxnBuilder, lrp: &PlacedPort, routers: &[&LogicalRouter]) {
 /// router-type port always; the router port on `router` when given, and
 /// every other router port of ours off its routers (a move creates a port of
 /// the new router's name, see the module doc). Returns what it changes and
-/// the index of the operation putting the port on `router` (its count must
-/// be 1).
+/// the operation putting the port on `router` (its count must be 1).
 pub fn plan(
-    txn: &mut TxnBuilder,
+    txn: &mut OwnedTxn,
     desired: &Desired,
     observed: &Observed,
     router: Option<&LogicalRouter>,
-) -> (Changes, Option<usize>) {
+) -> Result<(Changes, Option<Op>), Refused> {
+    let owner = Owner::subnet(&desired.switch.name);
     let mut changes = Changes::default();
-    let lsp_row = || desired.lsp.to_row();
     match (&observed.switch, &observed.lsp) {
         (None, _) => {
-            let lsp = txn.insert(LogicalSwitchPort::NAME, lsp_row());
-            let switch = Row::new()
-                .with("name", desired.switch.name.as_str())
-                .with(
-                    "external_ids",
-                    Value::map(desired.switch.external_ids.clone()),
-                )
-                .with("ports", Value::set([lsp]));
-            txn.insert(LogicalSwitch::NAME, switch);
+            let lsp = txn.insert(&owner, &desired.lsp)?;
+            txn.insert_referencing(&owner, &desired.switch, Some(("ports", &[&lsp])))?;
             changes.switch_created = true;
             changes.switch_port = true;
         }
         (Some(switch), None) => {
-            let lsp = txn.insert(LogicalSwitchPort::NAME, lsp_row());
-            txn.mutate(
-                LogicalSwitch::NAME,
-                where_ours(switch.uuid),
-                vec![Mutation::insert("ports", Value::set([lsp]))],
-            );
+            let lsp = txn.insert(&owner, &desired.lsp)?;
+            txn.add_reference(switch, "ports", &lsp);
             changes.switch_port = true;
         }
         (Some(_), Some(lsp)) => {
             // Keys others add (e.g. Neutron's maintenance options) are kept:
             // only ours are compared and restored.
-            let mut options = lsp.options.clone();
-            options.extend(desired.lsp.options.clone());
-            let mut external_ids = lsp.external_ids.clone();
-            external_ids.extend(desired.lsp.external_ids.clone());
-            if lsp.type_ != desired.lsp.type_
-                || lsp.addresses != desired.lsp.addresses
-                || options != lsp.options
-                || external_ids != lsp.external_ids
+            let mut wanted = desired.lsp.clone();
+            wanted.options = lsp.options.clone();
+            wanted.options.extend(desired.lsp.options.clone());
+            wanted.external_ids = lsp.external_ids.clone();
+            wanted.external_ids.extend(desired.lsp.external_ids.clone());
+            if lsp.type_ != wanted.type_
+                || lsp.addresses != wanted.addresses
+                || lsp.options != wanted.options
+                || lsp.external_ids != wanted.external_ids
             {
-                let row = Row::new()
-                    .with("type", desired.lsp.type_.as_str())
-                    .with("addresses", Value::set(desired.lsp.addresses.clone()))
-                    .with("options", Value::map(options))
-                    .with("external_ids", Value::map(external_ids));
-                txn.update(LogicalSwitchPort::NAME, where_ours(lsp.uuid), row);
+                txn.update(
+                    lsp,
+                    &wanted,
+                    &["type", "addresses", "options", "external_ids"],
+                )?;
                 changes.switch_port = true;
             }
         }
@@ -310,7 +286,7 @@ pub fn plan(
                 .moved_from
                 .extend(placed.routers.iter().map(|r| r.name.clone()));
         }
-        return (changes, None);
+        return Ok((changes, None));
     };
     // The port of the desired name is kept (it can only be elsewhere if two
     // router names hash alike, or if someone moved it: then it is put back);
@@ -333,45 +309,37 @@ pub fn plan(
     }
     let attach = match kept {
         None => {
-            let uuid = txn.insert(LogicalRouterPort::NAME, lrp.to_row());
+            let inserted = txn.insert(&owner, lrp)?;
             changes.router_port = true;
-            Atom::from(uuid)
+            txn.attach_router_port(router, RouterPort::Inserted(&inserted))
         }
         Some(placed) => {
             let port = &placed.port;
             if port.mac != lrp.mac || port.networks != lrp.networks {
-                let row = Row::new()
-                    .with("mac", lrp.mac.as_str())
-                    .with("networks", Value::set(lrp.networks.clone()));
-                txn.update(LogicalRouterPort::NAME, where_ours(port.uuid), row);
+                txn.update(port, lrp, &["mac", "networks"])?;
                 changes.router_port = true;
             }
             if placed.routers.iter().any(|r| r.uuid == router.uuid) {
-                return (changes, None);
+                return Ok((changes, None));
             }
             changes.router_port = true;
-            Atom::from(port.uuid)
+            txn.attach_router_port(router, RouterPort::Ours(port))
         }
     };
-    txn.mutate(
-        LogicalRouter::NAME,
-        vec![Where::uuid(router.uuid)],
-        vec![Mutation::insert("ports", Value::set([attach]))],
-    );
-    (changes, Some(txn.operations().len() - 1))
+    Ok((changes, Some(attach)))
 }
 
 /// Adds to `txn` the removal of everything Subnet `name` created: our
 /// router ports off every router holding them (OVN then drops them), and
-/// our switch (its ports go with it). Only rows with our marker are touched.
-pub fn plan_removal(txn: &mut TxnBuilder, observed: &Observed) -> bool {
+/// our switch (its ports go with it). Only rows that are ours are touched.
+pub fn plan_removal(txn: &mut OwnedTxn, observed: &Observed) -> bool {
     let mut any = false;
     for placed in &observed.lrps {
         detach(txn, placed, &placed.routers.iter().collect::<Vec<_>>());
         any |= !placed.routers.is_empty();
     }
     if let Some(switch) = &observed.switch {
-        txn.delete(LogicalSwitch::NAME, where_ours(switch.uuid));
+        txn.delete(switch);
         any = true;
     }
     any
@@ -380,7 +348,8 @@ pub fn plan_removal(txn: &mut TxnBuilder, observed: &Observed) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ovsdb::Operation;
+    use ovn::Table;
+    use ovsdb::{Atom, Operation, Uuid, Value};
 
     const MAC: &str = "0a:72:00:00:00:01";
 
@@ -398,13 +367,14 @@ mod tests {
 
     /// Observed state of a Subnet attached as `on` says, its port at `port_id`.
     fn attached(on: &Desired, port_id: u128, routers: &[&LogicalRouter]) -> Observed {
-        let port = LogicalRouterPort {
+        let port = Mine::claim(LogicalRouterPort {
             uuid: Uuid::from_u128(port_id),
             ..on.lrp.clone().unwrap()
-        };
+        })
+        .unwrap();
         Observed {
-            switch: Some(on.switch.clone()),
-            lsp: Some(on.lsp.clone()),
+            switch: Mine::claim(on.switch.clone()),
+            lsp: Mine::claim(on.lsp.clone()),
             lrps: vec![PlacedPort {
                 routers: routers
                     .iter()
@@ -426,7 +396,7 @@ mod tests {
         assert_ne!(name, lrp_name("net2", "neutron-s"));
         let hash = name.strip_prefix("rovn-net2-").expect("prefix");
         assert!(hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(ovn::ownership::check_name(&name).is_ok());
+        assert!(ovn::owned::check_name(&name).is_ok());
         // The hash is the last segment: Subnets never share a name.
         assert_ne!(lrp_name("a-b", "r"), lrp_name("a", "r"));
         // 32-bit FNV-1a, fixed across builds and platforms.
@@ -440,8 +410,8 @@ mod tests {
         let lrp = d.lrp.as_ref().unwrap();
         assert_eq!(lrp.name, lrp_name("net2", "neutron-r"));
         assert_eq!(d.lsp.name, "rovn-net2-lsp");
-        assert!(ovn::ownership::check_name(&lrp.name).is_ok());
-        assert!(ovn::ownership::check_name(&d.lsp.name).is_ok());
+        assert!(ovn::owned::check_name(&lrp.name).is_ok());
+        assert!(ovn::owned::check_name(&d.lsp.name).is_ok());
         assert_eq!(
             lrp.networks,
             ["10.0.2.1/24", "fd00:2::1/64"].map(String::from).into()
@@ -452,8 +422,8 @@ mod tests {
             &d.lsp.external_ids,
             &lrp.external_ids,
         ] {
-            assert!(ours_for(ids, "net2"));
-            assert!(ovn::ownership::check_external_ids(ids).is_ok());
+            assert!(Owner::subnet("net2").owns(ids));
+            assert!(ovn::owned::check_external_ids(ids).is_ok());
         }
         let no_router = Desired::new("net2", &dual(), MAC, None);
         assert!(no_router.lrp.is_none() && no_router.lsp.options.is_empty());
@@ -466,21 +436,21 @@ mod tests {
         lsp.options
             .insert("mcast_flood_reports".to_string(), "true".to_string());
         let observed = Observed {
-            switch: Some(d.switch.clone()),
-            lsp: Some(lsp.clone()),
+            switch: Mine::claim(d.switch.clone()),
+            lsp: Mine::claim(lsp.clone()),
             ..Observed::default()
         };
-        let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, _) = plan(&mut txn, &d, &observed, None);
+        let mut txn = OwnedTxn::new();
+        let (changes, _) = plan(&mut txn, &d, &observed, None).unwrap();
         assert!(!changes.any() && txn.is_empty());
         // Our key changed: restored, the other key kept.
         lsp.options
             .insert("router-port".to_string(), "elsewhere".to_string());
         let observed = Observed {
-            lsp: Some(lsp),
+            lsp: Mine::claim(lsp),
             ..observed
         };
-        let (changes, _) = plan(&mut txn, &d, &observed, None);
+        let (changes, _) = plan(&mut txn, &d, &observed, None).unwrap();
         assert!(changes.switch_port);
         let Operation::Update { row, .. } = &txn.operations()[0] else {
             panic!("an update");
@@ -493,17 +463,18 @@ mod tests {
     fn first_attach_is_one_transaction_and_a_settled_subnet_writes_nothing() {
         let r = router(1, "neutron-r");
         let d = Desired::new("net2", &dual(), MAC, Some(&r.name));
-        let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, op) = plan(&mut txn, &d, &Observed::default(), Some(&r));
+        let mut txn = OwnedTxn::new();
+        let (changes, op) = plan(&mut txn, &d, &Observed::default(), Some(&r)).unwrap();
         assert!(changes.switch_created && changes.switch_port && changes.router_port);
         let ops = txn.operations();
         assert_eq!(ops.len(), 4, "LSP, switch, LRP, router ports");
         assert!(
-            matches!(&ops[op.unwrap()], Operation::Mutate { table, .. } if table == "Logical_Router")
+            op.is_some()
+                && matches!(ops.last(), Some(Operation::Mutate { table, .. }) if table == "Logical_Router")
         );
 
-        let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, op) = plan(&mut txn, &d, &attached(&d, 2, &[&r]), Some(&r));
+        let mut txn = OwnedTxn::new();
+        let (changes, op) = plan(&mut txn, &d, &attached(&d, 2, &[&r]), Some(&r)).unwrap();
         assert!(!changes.any() && op.is_none() && txn.is_empty());
     }
 
@@ -516,8 +487,8 @@ mod tests {
         let before = Desired::new("net2", &dual(), MAC, Some(&old.name));
         let observed = attached(&before, 2, &[&old]);
         let d = Desired::new("net2", &dual(), MAC, Some(&new.name));
-        let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, op) = plan(&mut txn, &d, &observed, Some(&new));
+        let mut txn = OwnedTxn::new();
+        let (changes, op) = plan(&mut txn, &d, &observed, Some(&new)).unwrap();
         assert_eq!(changes.moved_from, ["old"]);
         assert!(changes.switch_port && changes.router_port);
         let ops = txn.operations();
@@ -541,7 +512,8 @@ mod tests {
             row.get_str("name"),
             Some(lrp_name("net2", "neutron-r").as_str())
         );
-        assert_eq!(op, Some(3));
+        assert!(op.is_some());
+        assert!(matches!(&ops[3], Operation::Mutate { table, .. } if table == "Logical_Router"));
     }
 
     /// A port of ours with another name on the right router (e.g. from an
@@ -551,9 +523,13 @@ mod tests {
         let r = router(1, "neutron-r");
         let d = Desired::new("net2", &dual(), MAC, Some(&r.name));
         let mut observed = attached(&d, 2, &[&r]);
-        observed.lrps[0].port.name = "rovn-net2-lrp".to_string();
-        let mut txn = TxnBuilder::new("OVN_Northbound");
-        let (changes, op) = plan(&mut txn, &d, &observed, Some(&r));
+        let outdated = LogicalRouterPort {
+            name: "rovn-net2-lrp".to_string(),
+            ..(*observed.lrps[0].port).clone()
+        };
+        observed.lrps[0].port = Mine::claim(outdated).unwrap();
+        let mut txn = OwnedTxn::new();
+        let (changes, op) = plan(&mut txn, &d, &observed, Some(&r)).unwrap();
         assert_eq!(changes.moved_from, ["neutron-r"]);
         assert!(changes.router_port && op.is_some());
         assert_eq!(txn.operations().len(), 3, "off, insert, on");

@@ -3,22 +3,37 @@
 //! from the IPAM, and a Warning Event whenever a condition turns into a
 //! problem.
 
-use api::condition::{self, ATTACHED, Condition, READY, VALIDATED};
+use std::sync::Arc;
+
+use api::condition::{
+    self, ATTACHED, Condition, DELETION_BLOCKED, NEUTRON_SECURITY_GROUPS, READY, VALIDATED,
+};
 use api::unsupported::{UnsupportedFields, unsupported_condition};
 use api::{IpCount, Subnet, SubnetStatus};
+use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::{Resource, ResourceExt};
-use tracing::warn;
 
-use super::{
-    Attachment, Binding, DELETION_BLOCKED, Invalid, NEUTRON_SECURITY_GROUPS, Reconciler, lrp_name,
-};
-use crate::context::FIELD_MANAGER;
+use super::attach::{Attachment, lrp_name};
+use super::validate::Invalid;
+use crate::bindings::Binding;
+use crate::context::{Context, FIELD_MANAGER};
+use crate::runtime::Events;
 
-impl Reconciler {
+/// Writes Subnets' status and their Warning Events.
+pub struct StatusWriter {
+    ctx: Arc<Context>,
+    events: Events,
+}
+
+impl StatusWriter {
+    /// A writer for the Subnets of `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        let events = Events::new(&ctx, "Reconcile");
+        Self { ctx, events }
+    }
+
     /// Writes the outcome of an apply: validation, attachment, readiness.
-    pub(super) async fn write_status(
+    pub async fn write(
         &self,
         subnet: &Subnet,
         binding: Option<&Binding>,
@@ -107,13 +122,13 @@ impl Reconciler {
             security,
             unsupported_condition(&subnet.spec.unsupported_fields()),
         ];
-        self.publish_status(subnet, updates.to_vec()).await
+        self.publish(subnet, updates.to_vec()).await
     }
 
     /// Merges `updates` into the status with fresh address counts, writes
     /// it when it changed, and records an Event for every condition that
     /// turned into a problem.
-    pub(super) async fn publish_status(
+    pub async fn publish(
         &self,
         subnet: &Subnet,
         updates: Vec<Condition>,
@@ -174,24 +189,11 @@ impl Reconciler {
                 .await?;
         }
         for problem in problems {
-            self.event(subnet, &problem.reason, &problem.message).await;
+            self.events
+                .warn(subnet, &problem.reason, &problem.message)
+                .await;
         }
         Ok(())
-    }
-
-    /// Records a Warning Event on the Subnet (best effort: a failure is
-    /// logged, the status already says it).
-    async fn event(&self, subnet: &Subnet, reason: &str, note: &str) {
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &subnet.object_ref(&())).await {
-            warn!(subnet = %subnet.name_any(), error = %err, "could not record an Event");
-        }
     }
 }
 

@@ -9,10 +9,9 @@ use api::Subnet;
 use kube::runtime::reflector::{ObjectRef, Store};
 use ovn::Table;
 use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
-use ovn::ownership::{self, KIND_KEY, OBJECT_KEY};
+use ovn::owned::Kind;
+use ovn::view::owner_of_row;
 use ovsdb::{Row, RowEvent};
-
-use super::{KIND, vpc_of};
 
 /// Subnets whose VPC is one of `vpcs`.
 pub(super) fn subnets_on(
@@ -23,20 +22,16 @@ pub(super) fn subnets_on(
     store
         .state()
         .iter()
-        .filter(|s| vpcs.contains(&vpc_of(s, default_vpc)))
+        .filter(|s| vpcs.contains(&s.vpc_or(default_vpc)))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }
 
 /// The Subnet owning a row, when the row is one of a Subnet's.
 fn owning_subnet(row: &Row) -> Option<String> {
-    (row.get_map_str("external_ids", KIND_KEY) == Some(KIND)
-        && row.get_map_str("external_ids", ownership::OWNER_KEY) == Some(ownership::OWNER))
-    .then(|| {
-        row.get_map_str("external_ids", OBJECT_KEY)
-            .map(str::to_string)
-    })
-    .flatten()
+    owner_of_row(row)
+        .filter(|owner| owner.kind() == Kind::Subnet)
+        .map(|owner| owner.object().to_string())
 }
 
 /// Subnets a Northbound change concerns: the owner of a changed or deleted

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use api::{Protocol, SubnetSpec};
 use ipam::{ConfigError, SubnetConfig};
 use ipnet::IpNet;
-use ovn::ownership::Reserved;
+use ovn::owned::Reserved;
 
-use super::bindings::Binding;
+use crate::bindings::Binding;
 
 /// Why a Subnet was refused; [`Invalid::reason`] is the condition reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

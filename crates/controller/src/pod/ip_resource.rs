@@ -22,9 +22,10 @@ pub fn api(ctx: &Context) -> Api<IP> {
     Api::all(ctx.kube.clone())
 }
 
-/// The name of pod `namespace/name`'s IP resource: `<name>.<namespace>`.
+/// The name of pod `namespace/name`'s IP resource: Kube-OVN names it like
+/// the pod's port, `<name>.<namespace>`.
 pub fn name(namespace: &str, pod: &str) -> String {
-    format!("{pod}.{namespace}")
+    api::pod_network::port_name(namespace, pod)
 }
 
 /// The spec the IP resource of a pod must have.

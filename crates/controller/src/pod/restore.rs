@@ -14,13 +14,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use api::IP;
+use api::pod_network::PodNetwork;
 use ipam::{AllocError, Ipam, MacAddr};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use ovn::nb::LogicalSwitchPort;
+use ovn::owned::Mine;
 
-use crate::pod::annotations;
-use crate::pod::port;
+use super::port::{self, owner_key};
 
 /// Where a holding was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,12 +54,13 @@ pub struct Holding {
 pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Arc<Pod>>) -> Vec<Holding> {
     pods.into_iter()
         .filter_map(|pod| {
-            let assigned = annotations::assigned(pod).ok()??;
+            let network =
+                PodNetwork::from_annotations(pod.metadata.annotations.as_ref()?).ok()??;
             Some(Holding {
-                owner: port::owner(&pod.namespace()?, &pod.name_any()),
-                subnet: assigned.subnet,
-                ips: assigned.ips,
-                mac: Some(assigned.mac),
+                owner: owner_key(&pod.namespace()?, &pod.name_any()),
+                ips: network.ips().collect(),
+                subnet: network.logical_switch,
+                mac: Some(network.mac),
                 source: Source::Annotations,
             })
         })
@@ -66,7 +68,9 @@ pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Arc<Pod>>) -> Vec<Holdin
 }
 
 /// Holdings from our pod ports.
-pub fn from_ports<'a>(ports: impl IntoIterator<Item = &'a LogicalSwitchPort>) -> Vec<Holding> {
+pub fn from_ports<'a>(
+    ports: impl IntoIterator<Item = &'a Mine<LogicalSwitchPort>>,
+) -> Vec<Holding> {
     ports
         .into_iter()
         .filter_map(port::recorded)
@@ -91,7 +95,7 @@ pub fn from_ip_resources<'a>(ips: impl IntoIterator<Item = &'a Arc<IP>>) -> Vec<
                 .map(|a| a.parse::<IpAddr>().ok())
                 .collect::<Option<Vec<_>>>()?;
             (!addresses.is_empty()).then(|| Holding {
-                owner: port::owner(&ip.spec.namespace, &ip.spec.pod_name),
+                owner: owner_key(&ip.spec.namespace, &ip.spec.pod_name),
                 subnet: ip.spec.subnet.clone(),
                 ips: addresses,
                 mac: MacAddr::parse_unicast(&ip.spec.mac_address).ok(),
@@ -246,6 +250,7 @@ mod tests {
             },
         }
         .row();
+        let lsp = Mine::claim(lsp).unwrap();
         assert_eq!(
             lsp.addresses.iter().next().unwrap(),
             "0a:72:00:00:00:01 10.0.2.5 fd00::5"

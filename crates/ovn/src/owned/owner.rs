@@ -1,0 +1,382 @@
+//! Who owns a row in the shared Northbound database: the [`Owner`] identity
+//! written to and read from `external_ids`, the proof [`Mine`] that a row
+//! read from the database is ours, and the names and keys rovn must never use.
+//!
+//! Neutron (ML2/OVN) recognises its rows by `neutron:*` keys in
+//! `external_ids` and rewrites them at will; rows we create carry our marker
+//! ([`OWNER_KEY`]`=`[`OWNER`]), the kind and the name of the Kubernetes
+//! object they belong to, and nothing of Neutron's.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+
+use uuid::Uuid;
+
+use crate::Table;
+use crate::nb::{
+    Acl, AddressSet, DhcpOptions, LogicalRouter, LogicalRouterPort, LogicalRouterStaticRoute,
+    LogicalSwitch, LogicalSwitchPort, Nat, PortGroup,
+};
+
+/// The `external_ids` key marking a row as created by rovn.
+pub const OWNER_KEY: &str = "rovn:owner";
+/// The value of [`OWNER_KEY`] on our rows.
+pub const OWNER: &str = "rovn";
+/// `external_ids` key: the [`Kind`] of Kubernetes object the row belongs to.
+pub const KIND_KEY: &str = "rovn:kind";
+/// `external_ids` key: the name of that object (`namespace/name` for pods).
+pub const OBJECT_KEY: &str = "rovn:object";
+/// `external_ids` key of a pod's port: the pod's namespace.
+pub const POD_NAMESPACE_KEY: &str = "rovn:pod_namespace";
+/// `external_ids` key of a pod's port: the pod's name.
+pub const POD_NAME_KEY: &str = "rovn:pod_name";
+/// `external_ids` key of a pod's port: the pod's uid (tells a re-created
+/// pod of the same name from the one the port was made for).
+pub const POD_UID_KEY: &str = "rovn:pod_uid";
+/// `external_ids` key of a pod's port: the Subnet the addresses come from.
+pub const SUBNET_KEY: &str = "rovn:subnet";
+
+/// `external_ids` key Neutron puts on its routers (the router's display name).
+pub const NEUTRON_ROUTER_NAME: &str = "neutron:router_name";
+/// `external_ids` key Neutron puts on its networks' switches (display name).
+pub const NEUTRON_NETWORK_NAME: &str = "neutron:network_name";
+/// `external_ids` key on Neutron's router ports: the subnets they serve.
+pub const NEUTRON_SUBNET_IDS: &str = "neutron:subnet_ids";
+
+/// Whether rovn created this row (it carries our marker).
+pub fn is_ours(external_ids: &BTreeMap<String, String>) -> bool {
+    external_ids.get(OWNER_KEY).map(String::as_str) == Some(OWNER)
+}
+
+/// Whether this is a Neutron router (only those are imported as Vpcs).
+pub fn is_neutron_router(external_ids: &BTreeMap<String, String>) -> bool {
+    external_ids.contains_key(NEUTRON_ROUTER_NAME)
+}
+
+/// Whether any Neutron key is on the row (then rovn never writes to it).
+pub fn is_neutron_owned(external_ids: &BTreeMap<String, String>) -> bool {
+    external_ids.keys().any(|k| k.starts_with("neutron:"))
+}
+
+/// The kind of Kubernetes object a row of ours belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The Logical_Router of one of our own Vpcs.
+    Vpc,
+    /// The switch, router port and router-type switch port of a Subnet.
+    Subnet,
+    /// The Logical_Switch_Port of a pod.
+    Pod,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Vpc, Kind::Subnet, Kind::Pod];
+
+    /// The value of [`KIND_KEY`].
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::Pod => "pod",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// The Kubernetes object a row of ours belongs to: written to every row we
+/// insert, read back from `external_ids`, and part of the condition of every
+/// update, mutation and delete of our rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    kind: Kind,
+    object: String,
+}
+
+impl Owner {
+    /// The owner of kind `kind` named `object`.
+    pub fn new(kind: Kind, object: impl Into<String>) -> Self {
+        Self {
+            kind,
+            object: object.into(),
+        }
+    }
+
+    /// Our Vpc `name` (its router).
+    pub fn vpc(name: &str) -> Self {
+        Self::new(Kind::Vpc, name)
+    }
+
+    /// Subnet `name` (its switch and router ports).
+    pub fn subnet(name: &str) -> Self {
+        Self::new(Kind::Subnet, name)
+    }
+
+    /// Pod `namespace/name` (its switch port).
+    pub fn pod(namespace: &str, name: &str) -> Self {
+        Self::new(Kind::Pod, format!("{namespace}/{name}"))
+    }
+
+    /// The kind of object.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The object's name (`namespace/name` for pods).
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    /// The owner recorded in `external_ids`: our marker, a known kind and an
+    /// object; `None` for rows that are not ours.
+    pub fn of(external_ids: &BTreeMap<String, String>) -> Option<Owner> {
+        if !is_ours(external_ids) {
+            return None;
+        }
+        let kind = Kind::parse(external_ids.get(KIND_KEY)?)?;
+        let object = external_ids.get(OBJECT_KEY)?;
+        Some(Owner::new(kind, object.as_str()))
+    }
+
+    /// Whether `external_ids` record this owner.
+    pub fn owns(&self, external_ids: &BTreeMap<String, String>) -> bool {
+        Owner::of(external_ids).as_ref() == Some(self)
+    }
+
+    /// The keys recording this owner: the marker, the kind and the object.
+    pub fn external_ids(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (OWNER_KEY.to_string(), OWNER.to_string()),
+            (KIND_KEY.to_string(), self.kind.as_str().to_string()),
+            (OBJECT_KEY.to_string(), self.object.clone()),
+        ])
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.object)
+    }
+}
+
+/// A typed row whose ownership can be read and written (every Northbound
+/// table rovn writes has `external_ids`).
+pub trait Owned: Table + Clone {
+    /// The row's `external_ids`.
+    fn external_ids(&self) -> &BTreeMap<String, String>;
+    /// The row's `external_ids`, to fill before an insert.
+    fn external_ids_mut(&mut self) -> &mut BTreeMap<String, String>;
+    /// The row's name, for tables whose names could collide with Neutron's.
+    fn name(&self) -> Option<&str>;
+}
+
+macro_rules! owned {
+    ($($table:ty $(, $name:ident)?;)*) => {$(
+        impl Owned for $table {
+            fn external_ids(&self) -> &BTreeMap<String, String> {
+                &self.external_ids
+            }
+            fn external_ids_mut(&mut self) -> &mut BTreeMap<String, String> {
+                &mut self.external_ids
+            }
+            fn name(&self) -> Option<&str> {
+                owned!(@name self $(, $name)?)
+            }
+        }
+    )*};
+    (@name $self:ident, $name:ident) => { Some($self.$name.as_str()) };
+    (@name $self:ident) => { None };
+}
+
+owned! {
+    LogicalRouter, name;
+    LogicalRouterPort, name;
+    LogicalSwitch, name;
+    LogicalSwitchPort, name;
+    PortGroup, name;
+    AddressSet, name;
+    DhcpOptions;
+    LogicalRouterStaticRoute;
+    Nat;
+    Acl;
+}
+
+/// A row read from the database that is ours: it carries our marker and an
+/// [`Owner`], and no key of Neutron's. Updates, mutations and deletes of our
+/// rows take a `Mine`, so a Neutron row cannot be handed to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mine<T> {
+    row: T,
+    owner: Owner,
+}
+
+impl<T: Owned> Mine<T> {
+    /// The row as ours, or `None` when it is not (no marker, an unknown
+    /// kind, or a Neutron key).
+    pub fn claim(row: T) -> Option<Self> {
+        if is_neutron_owned(row.external_ids()) {
+            return None;
+        }
+        let owner = Owner::of(row.external_ids())?;
+        Some(Self { row, owner })
+    }
+
+    /// Who owns the row.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The typed row.
+    pub fn into_row(self) -> T {
+        self.row
+    }
+}
+
+impl<T> Deref for Mine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.row
+    }
+}
+
+/// A name or key rovn must not write, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reserved {
+    /// The name follows one of Neutron's naming patterns.
+    #[error("name {name:?} is reserved for Neutron ({pattern})")]
+    NeutronName {
+        /// The refused name.
+        name: String,
+        /// The Neutron pattern it matches.
+        pattern: &'static str,
+    },
+    /// The `external_ids` key belongs to Neutron.
+    #[error("external_ids key {0:?} belongs to Neutron")]
+    NeutronKey(String),
+}
+
+/// Refuses names that could collide with Neutron's: `neutron-*`,
+/// `provnet-*`, `lrp-<uuid>`, bare UUIDs (port names), `pg_*` and
+/// `neutron_pg_drop` (security groups).
+pub fn check_name(name: &str) -> Result<(), Reserved> {
+    let reserved = |pattern| {
+        Err(Reserved::NeutronName {
+            name: name.to_string(),
+            pattern,
+        })
+    };
+    if name.starts_with("neutron-") {
+        return reserved("neutron-<uuid>");
+    }
+    if name.starts_with("provnet-") {
+        return reserved("provnet-<uuid>");
+    }
+    if name == "neutron_pg_drop" || name.starts_with("pg_") {
+        return reserved("pg_<security group>");
+    }
+    if let Some(rest) = name.strip_prefix("lrp-")
+        && Uuid::parse_str(rest).is_ok()
+    {
+        return reserved("lrp-<uuid>");
+    }
+    if Uuid::parse_str(name).is_ok() {
+        return reserved("<port uuid>");
+    }
+    Ok(())
+}
+
+/// Refuses `external_ids` that would make a row look like Neutron's:
+/// `neutron:*` keys and the DHCP keys `subnet_id`/`port_id`.
+pub fn check_external_ids(external_ids: &BTreeMap<String, String>) -> Result<(), Reserved> {
+    match external_ids
+        .keys()
+        .find(|k| k.starts_with("neutron:") || *k == "subnet_id" || *k == "port_id")
+    {
+        Some(key) => Err(Reserved::NeutronKey(key.clone())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutron_names_are_refused() {
+        for name in [
+            "neutron-22040ed5-0598-4f77-bffd-e7fd4db47e93",
+            "provnet-1",
+            "lrp-22040ed5-0598-4f77-bffd-e7fd4db47e93",
+            "22040ed5-0598-4f77-bffd-e7fd4db47e93",
+            "neutron_pg_drop",
+            "pg_22040ed5_0598",
+        ] {
+            assert!(check_name(name).is_err(), "{name} must be refused");
+        }
+        for name in [
+            "net2",
+            "ovn-cluster",
+            "rovn-net2-lrp",
+            "lrp-net2",
+            "web.default",
+        ] {
+            assert!(check_name(name).is_ok(), "{name} must be allowed");
+        }
+    }
+
+    #[test]
+    fn ownership_is_read_from_external_ids() {
+        let owner = Owner::subnet("net2");
+        let ours = owner.external_ids();
+        assert!(is_ours(&ours) && owner.owns(&ours));
+        assert_eq!(Owner::of(&ours), Some(owner.clone()));
+        assert!(!Owner::subnet("net3").owns(&ours));
+        assert!(!Owner::vpc("net2").owns(&ours));
+        let pod = Owner::pod("ns", "web");
+        assert_eq!(pod.object(), "ns/web");
+        assert_eq!(Owner::of(&pod.external_ids()), Some(pod));
+        let mut unknown = ours.clone();
+        unknown.insert(KIND_KEY.to_string(), "from-a-newer-rovn".to_string());
+        assert_eq!(Owner::of(&unknown), None);
+        assert!(check_external_ids(&ours).is_ok());
+        assert!(!is_neutron_owned(&ours));
+        let neutron = BTreeMap::from([(NEUTRON_ROUTER_NAME.to_string(), "router1".to_string())]);
+        assert!(is_neutron_router(&neutron) && is_neutron_owned(&neutron) && !is_ours(&neutron));
+        for key in ["neutron:revision_number", "subnet_id", "port_id"] {
+            let ids = BTreeMap::from([(key.to_string(), "x".to_string())]);
+            assert!(check_external_ids(&ids).is_err());
+        }
+    }
+
+    #[test]
+    fn only_our_rows_without_neutron_keys_are_mine() {
+        let ours = LogicalSwitch {
+            name: "net2".to_string(),
+            external_ids: Owner::subnet("net2").external_ids(),
+            ..LogicalSwitch::default()
+        };
+        let mine = Mine::claim(ours.clone()).expect("ours");
+        assert_eq!(mine.owner(), &Owner::subnet("net2"));
+        assert_eq!(mine.name, "net2");
+        let mut tagged = ours.clone();
+        tagged
+            .external_ids
+            .insert(NEUTRON_NETWORK_NAME.to_string(), "net-a".to_string());
+        assert_eq!(
+            Mine::claim(tagged),
+            None,
+            "a row with a Neutron key is never ours"
+        );
+        let neutron = LogicalRouter {
+            name: "neutron-r".to_string(),
+            external_ids: BTreeMap::from([(NEUTRON_ROUTER_NAME.to_string(), "r".to_string())]),
+            ..LogicalRouter::default()
+        };
+        assert_eq!(Mine::claim(neutron), None);
+        assert_eq!(Mine::claim(LogicalSwitch::default()), None);
+    }
+}
