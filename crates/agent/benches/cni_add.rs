@@ -12,10 +12,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use api::pod_network::port_name;
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, Allocation, Attachment, Cluster};
+use testenv::stack::{AgentProcess, Attachment, Cluster, pod_network};
 use testenv::unique_name as unique;
 
 const NODE: &str = "bench-node";
@@ -74,7 +75,7 @@ fn phase(
 ) -> Vec<Duration> {
     pods.iter()
         .filter_map(|p| {
-            let port = format!("{}.{}", p.attachment.pod, p.attachment.namespace);
+            let port = port_name(&p.attachment.namespace, &p.attachment.pod);
             timings.get(&port)?.get(field).copied()
         })
         .map(Duration::from_micros)
@@ -138,17 +139,11 @@ async fn run(sequential: usize, parallel: usize) {
             .annotate_pod(
                 &namespace,
                 &name,
-                &Allocation {
-                    ip: ip.clone(),
-                    mac: mac.clone(),
-                    cidr: "10.0.0.0/16".into(),
-                    gateway: "10.0.0.1".into(),
-                    logical_switch: "net2".into(),
-                },
+                &pod_network("net2", &mac, &format!("{ip}/16"), "10.0.0.1").unwrap(),
             )
             .await
             .expect("annotate pod");
-        let lsp = format!("{name}.{namespace}");
+        let lsp = port_name(&namespace, &name);
         nbctl.extend(
             [
                 "--",
@@ -220,7 +215,7 @@ async fn run(sequential: usize, parallel: usize) {
 
     // Every ADD returned with its port up in NB.
     for pod in pods.iter().chain(&parallel_pods) {
-        let port = format!("{}.{}", pod.attachment.pod, pod.attachment.namespace);
+        let port = port_name(&pod.attachment.namespace, &pod.attachment.pod);
         let up = env
             .nbctl(&["get", "Logical_Switch_Port", &port, "up"])
             .unwrap();

@@ -3,12 +3,13 @@
 //! own network namespace) and a real kube-apiserver where the test plays the controller
 //! (annotations) and creates the logical switch ports with ovn-nbctl.
 
+use api::pod_network::port_name;
 use serde_json::Value;
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
 use testenv::process::run;
-use testenv::stack::{AgentProcess, Allocation, Attachment, Cluster};
+use testenv::stack::{AgentProcess, Attachment, Cluster, pod_network};
 use testenv::unique_name as unique;
 
 const NODE: &str = "node-a";
@@ -72,7 +73,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
             .create_pod(&namespace, name, NODE)
             .await
             .expect("create pod");
-        let lsp = format!("{name}.{namespace}");
+        let lsp = port_name(&namespace, name);
         env.nbctl(&["lsp-add", "net2", &lsp]).unwrap();
         env.nbctl(&["lsp-set-addresses", &lsp, &format!("{mac} {ip}")])
             .unwrap();
@@ -86,13 +87,8 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         });
         sandboxes.push(netns);
     }
-    let allocation = |ip: &str, mac: &str| Allocation {
-        ip: ip.into(),
-        mac: mac.into(),
-        cidr: "10.0.2.0/24".into(),
-        gateway: "10.0.2.1".into(),
-        logical_switch: "net2".into(),
-    };
+    let allocation =
+        |ip: &str, mac: &str| pod_network("net2", mac, &format!("{ip}/24"), "10.0.2.1").unwrap();
     // Pod A is annotated before its ADD; pod B's ADD starts first and waits for the
     // annotations (a watch in the agent).
     cluster
@@ -141,7 +137,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         assert_eq!(result["routes"][0]["dst"], "0.0.0.0/0");
         assert_eq!(result["routes"][0]["gw"], "10.0.2.1");
         // Returned only with the port up.
-        let lsp = format!("{name}.{namespace}");
+        let lsp = port_name(&namespace, name);
         let up = env
             .nbctl(&["get", "Logical_Switch_Port", &lsp, "up"])
             .unwrap();

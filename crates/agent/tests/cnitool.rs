@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, Allocation, Cluster, workspace_bin};
+use testenv::stack::{AgentProcess, Cluster, pod_network, workspace_bin};
 use testenv::unique_name;
 
 const NODE: &str = "node-cnitool";
@@ -73,13 +73,7 @@ async fn cnitool_add_check_del_against_the_agent() {
         .annotate_pod(
             &namespace,
             "tool-pod",
-            &Allocation {
-                ip: "10.0.2.7".into(),
-                mac: "0a:72:00:00:02:07".into(),
-                cidr: "10.0.2.0/24".into(),
-                gateway: "10.0.2.1".into(),
-                logical_switch: "net2".into(),
-            },
+            &pod_network("net2", "0a:72:00:00:02:07", "10.0.2.7/24", "10.0.2.1").unwrap(),
         )
         .await
         .expect("annotate pod");

@@ -4,10 +4,11 @@
 //! grace period of 0, as the kubelet confirms deletions.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use api::annotations::{IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS};
-use ipnet::Ipv4Net;
+use api::annotations::{CIDR, GATEWAY, IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS};
+use api::pod_network::{PodNetwork, port_name};
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::PostParams;
@@ -18,10 +19,7 @@ use ovsdb::{ClientConfig, Condition};
 use testenv::neutron::{NeutronNetwork, NeutronRouter};
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, eventually};
-use testenv::stack::{
-    Allocation, AnnotationLog, Cluster, ControllerEnv, allocated, allocation, subnet_ready,
-    subnet_spec,
-};
+use testenv::stack::{AnnotationLog, Cluster, ControllerEnv, allocated, subnet_ready, subnet_spec};
 
 /// Node name given to every test pod (no kubelet exists).
 const NODE: &str = "node-1";
@@ -87,9 +85,22 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
     testenv::stack::pod(name, NODE, annotations)
 }
 
-fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let net: Ipv4Net = cidr.parse().expect("cidr");
-    ip.parse::<Ipv4Addr>().is_ok_and(|ip| net.contains(&ip))
+fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
+    let net: IpNet = cidr.parse().expect("cidr");
+    net.contains(&ip)
+}
+
+/// The network the controller recorded on `pod` (the pod-network contract),
+/// which must be readable; `None` until it is allocated.
+fn network(pod: &Pod) -> Option<PodNetwork> {
+    PodNetwork::from_annotations(pod.annotations())
+        .unwrap_or_else(|e| panic!("pod {}: {e}", pod.name_any()))
+}
+
+/// The addresses of `network` as the annotation writes them
+/// (`10.70.0.2,fd00:70::2`).
+fn ip_annotation(network: &PodNetwork) -> String {
+    network.to_annotations()[IP_ADDRESS].clone()
 }
 
 /// Checks the port, annotations and IP resource of an allocated pod.
@@ -99,7 +110,7 @@ async fn assert_pod_wired(
     name: &str,
     subnet: &str,
     cidr: &str,
-) -> Allocation {
+) -> PodNetwork {
     let pod = eventually(&format!("pod {namespace}/{name} allocated"), || async {
         env.cluster
             .pods(namespace)
@@ -109,16 +120,20 @@ async fn assert_pod_wired(
             .filter(allocated)
     })
     .await;
-    let got = allocation(&pod).expect("allocation");
+    let got = network(&pod).expect("allocated");
     let gateway = cidr.replace(".0/", ".1/");
-    let gateway = gateway.split('/').next().unwrap();
+    let gateway: IpAddr = gateway.split('/').next().unwrap().parse().unwrap();
     assert_eq!(got.logical_switch, subnet, "{name}: logical_switch");
-    assert_eq!(got.cidr, cidr, "{name}: cidr");
-    assert_eq!(got.gateway, gateway, "{name}: gateway");
-    assert!(in_cidr(&got.ip, cidr), "{name}: {} in {cidr}", got.ip);
-    assert_ne!(got.ip, gateway, "{name}: never the gateway");
+    let [address] = got.addresses.as_slice() else {
+        panic!("{name}: one address: {got:?}");
+    };
+    assert_eq!(address.address.trunc().to_string(), cidr, "{name}: cidr");
+    assert_eq!(address.gateway, Some(gateway), "{name}: gateway");
+    let ip = address.address.addr();
+    assert!(in_cidr(ip, cidr), "{name}: {ip} in {cidr}");
+    assert_ne!(ip, gateway, "{name}: never the gateway");
 
-    let port_name = format!("{name}.{namespace}");
+    let port_name = port_name(namespace, name);
     let port = eventually(&format!("port {port_name}"), || async {
         env.pod_ports()
             .await
@@ -126,7 +141,7 @@ async fn assert_pod_wired(
             .find(|p| p.name == port_name)
     })
     .await;
-    let entry = format!("{} {}", got.mac, got.ip);
+    let entry = format!("{} {ip}", got.mac);
     assert_eq!(
         port.addresses,
         BTreeSet::from([entry.clone()]),
@@ -166,17 +181,17 @@ async fn assert_pod_wired(
     assert_eq!(ip.spec.pod_name, name);
     assert_eq!(ip.spec.namespace, namespace);
     assert_eq!(ip.spec.subnet, subnet);
-    assert_eq!(ip.spec.v4_ip_address, got.ip);
+    assert_eq!(ip.spec.v4_ip_address, ip_annotation(&got));
     assert_eq!(ip.spec.v6_ip_address, "");
-    assert_eq!(ip.spec.ip_address, got.ip);
-    assert_eq!(ip.spec.mac_address, got.mac);
+    assert_eq!(ip.spec.ip_address, ip_annotation(&got));
+    assert_eq!(ip.spec.mac_address, got.mac.to_string());
     assert_eq!(ip.spec.node_name, NODE);
     got
 }
 
 /// Waits until pod `name`'s port and IP resource are gone.
 async fn assert_pod_released(env: &PodEnv, namespace: &str, name: &str) {
-    let port_name = format!("{name}.{namespace}");
+    let port_name = port_name(namespace, name);
     eventually(&format!("port and IP of {port_name} gone"), || async {
         let port = env
             .pod_ports()
@@ -213,7 +228,7 @@ async fn assert_refused(env: &PodEnv, namespace: &str, name: &str, reason: &str)
         !allocated(&pod),
         "{name} must not be allocated: {warnings:?}"
     );
-    let port_name = format!("{name}.{namespace}");
+    let port_name = port_name(namespace, name);
     assert!(!env.pod_ports().await.iter().any(|p| p.name == port_name));
     assert!(
         env.cluster
@@ -250,8 +265,12 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
         .create_pods("net2", vec![pod("web", &[])])
         .await?;
     let web = assert_pod_wired(&env, "net2", "web", "net2", "10.0.2.0/24").await;
-    assert_eq!(web.ip, "10.0.2.2");
-    assert!(web.mac.starts_with("0a:72:"), "generated MAC {}", web.mac);
+    assert_eq!(ip_annotation(&web), "10.0.2.2");
+    assert!(
+        web.mac.to_string().starts_with("0a:72:"),
+        "generated MAC {}",
+        web.mac
+    );
 
     // Static IP and MAC.
     env.cluster
@@ -268,7 +287,10 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
         .await?;
     let fixed = assert_pod_wired(&env, "net2", "fixed", "net2", "10.0.2.0/24").await;
     assert_eq!(
-        (fixed.ip.as_str(), fixed.mac.as_str()),
+        (
+            ip_annotation(&fixed).as_str(),
+            fixed.mac.to_string().as_str()
+        ),
         ("10.0.2.100", "0a:00:00:00:01:00")
     );
 
@@ -334,7 +356,7 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
         .await?;
     assert_pod_released(&env, "net2", "fixed").await;
     let same_ip = assert_pod_wired(&env, "net2", "same-ip", "net2", "10.0.2.0/24").await;
-    assert_eq!(same_ip.ip, "10.0.2.100");
+    assert_eq!(ip_annotation(&same_ip), "10.0.2.100");
 
     // Every pod deleted: nothing of ours is left.
     for (namespace, names) in [
@@ -387,12 +409,12 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() -> anyhow::Result<(
         .create_pods("burst", names.iter().map(|n| pod(n, &[])).collect())
         .await?;
     let pods = env.cluster.wait_allocated("burst", 200).await?;
-    let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
-    let ips: HashSet<&str> = allocations.iter().map(|a| a.ip.as_str()).collect();
-    let macs: HashSet<&str> = allocations.iter().map(|a| a.mac.as_str()).collect();
+    let networks: Vec<PodNetwork> = pods.iter().filter_map(network).collect();
+    let ips: HashSet<IpAddr> = networks.iter().flat_map(PodNetwork::ips).collect();
+    let macs: HashSet<_> = networks.iter().map(|n| n.mac).collect();
     assert_eq!(ips.len(), 200, "unique addresses");
     assert_eq!(macs.len(), 200, "unique MACs");
-    assert!(allocations.iter().all(|a| in_cidr(&a.ip, "10.40.0.0/22")));
+    assert!(ips.iter().all(|ip| in_cidr(*ip, "10.40.0.0/22")));
     assert_ports_match_pods(&env, &pods).await;
     eventually("burst counts 200", || async {
         (env.cluster
@@ -460,10 +482,11 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Res
             .filter(allocated)
     })
     .await;
-    let got = allocation(&pod).expect("allocation");
-    assert_eq!(got.ip, "10.70.0.2,fd00:70::2");
-    assert_eq!(got.cidr, "10.70.0.0/24,fd00:70::/64");
-    assert_eq!(got.gateway, "10.70.0.1,fd00:70::1");
+    let got = network(&pod).expect("allocated");
+    let annotations = got.to_annotations();
+    assert_eq!(annotations[IP_ADDRESS], "10.70.0.2,fd00:70::2");
+    assert_eq!(annotations[CIDR], "10.70.0.0/24,fd00:70::/64");
+    assert_eq!(annotations[GATEWAY], "10.70.0.1,fd00:70::1");
     assert_eq!(got.logical_switch, "dual");
     let entry = format!("{} 10.70.0.2 fd00:70::2", got.mac);
     let port = eventually("port d1.dual", || async {
@@ -525,7 +548,7 @@ async fn dual_stack_pod_and_repairs_of_its_port_and_ip_resource() -> anyhow::Res
     .await;
     assert_eq!(back.spec.ip_address, "10.70.0.2,fd00:70::2");
     let after = env.cluster.pods("dual").get("d1").await.expect("get d1");
-    assert_eq!(allocation(&after), Some(got), "annotations untouched");
+    assert_eq!(network(&after), Some(got), "annotations untouched");
     Ok(())
 }
 
@@ -546,18 +569,18 @@ async fn assert_ports_match_pods(env: &PodEnv, pods: &[Pod]) {
         .collect();
     let mut expected = BTreeSet::new();
     for pod in pods {
-        let name = format!("{}.{}", pod.name_any(), pod.namespace().unwrap());
-        let a = allocation(pod).expect("allocated");
+        let name = port_name(&pod.namespace().unwrap(), &pod.name_any());
+        let a = network(pod).expect("allocated");
         let port = by_name.get(&name).unwrap_or_else(|| panic!("port {name}"));
         assert_eq!(
             port.addresses,
-            BTreeSet::from([format!("{} {}", a.mac, a.ip)]),
+            BTreeSet::from([format!("{} {}", a.mac, ip_annotation(&a))]),
             "{name}"
         );
         let ip = ips.get(&name).unwrap_or_else(|| panic!("IP {name}"));
         assert_eq!(
             (ip.spec.v4_ip_address.as_str(), ip.spec.mac_address.as_str()),
-            (a.ip.as_str(), a.mac.as_str())
+            (ip_annotation(&a).as_str(), a.mac.to_string().as_str())
         );
         expected.insert(name);
     }
@@ -627,9 +650,9 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Res
         changed.is_empty(),
         "pods re-annotated with different values: {changed:?}"
     );
-    let allocations: Vec<Allocation> = pods.iter().filter_map(allocation).collect();
-    let ips: HashSet<&str> = allocations.iter().map(|a| a.ip.as_str()).collect();
-    let macs: HashSet<&str> = allocations.iter().map(|a| a.mac.as_str()).collect();
+    let networks: Vec<PodNetwork> = pods.iter().filter_map(network).collect();
+    let ips: HashSet<IpAddr> = networks.iter().flat_map(PodNetwork::ips).collect();
+    let macs: HashSet<_> = networks.iter().map(|n| n.mac).collect();
     assert_eq!(ips.len(), pods.len(), "unique addresses");
     assert_eq!(macs.len(), pods.len(), "unique MACs");
     eventually("ports and IP resources match the pods", || async {

@@ -8,7 +8,8 @@
 //!   [`RovnProcess`]);
 //! - the API server through an admin client: namespaces, pods in bulk, `Vpc`/`Subnet`/`IP`
 //!   resources, Events, and waits on them ([`Cluster`]); pods as a user makes them and the
-//!   allocation the controller writes on them ([`pod`], [`Allocation`], [`AnnotationLog`]);
+//!   network the controller records on them, `api::pod_network::PodNetwork` ([`pod`],
+//!   [`pod_network`], [`AnnotationLog`]);
 //! - the controller's whole world for its tests: OVN, an API server of its own and the
 //!   controller ([`ControllerEnv`]);
 //! - `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]);
@@ -44,6 +45,6 @@ pub use binaries::{kept_log_dir, workspace_bin};
 pub use cluster::{Cluster, subnet_ready, subnet_spec, wait_gone};
 pub use cni::{Attachment, CniRun};
 pub use controller_env::ControllerEnv;
-pub use pods::{Allocation, AnnotationLog, allocated, allocation, pod};
+pub use pods::{AnnotationLog, Seen, allocated, pod, pod_network};
 pub use process::{AgentProcess, ControllerOptions, ControllerProcess, RovnProcess};
 pub use tenant::Tenant;

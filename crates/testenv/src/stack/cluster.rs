@@ -6,6 +6,7 @@ use std::fmt::Debug;
 
 use anyhow::{Context, Result};
 use api::condition::{READY, is_condition_true};
+use api::pod_network::PodNetwork;
 use api::{IP, Subnet, SubnetSpec, Vpc};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -15,7 +16,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::pods::{Allocation, allocated, pod};
+use super::pods::{allocated, pod};
 use crate::kube::KubeEnv;
 use crate::poll::{HANG_GUARD, wait_until_async};
 
@@ -175,14 +176,15 @@ impl Cluster {
         .await
     }
 
-    /// Writes `allocation`'s annotations on pod `namespace/name`, as the controller does.
+    /// Writes `network`'s annotations on pod `namespace/name` in one patch, as the
+    /// controller does.
     pub async fn annotate_pod(
         &self,
         namespace: &str,
         name: &str,
-        allocation: &Allocation,
+        network: &PodNetwork,
     ) -> Result<()> {
-        let patch = json!({"metadata": {"annotations": allocation.annotations()}});
+        let patch = json!({"metadata": {"annotations": network.to_annotations()}});
         self.pods(namespace)
             .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await

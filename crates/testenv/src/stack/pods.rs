@@ -1,11 +1,13 @@
 //! Pods as a user and the scheduler would make them (there is no scheduler: a pod names its
-//! node), and what the controller writes on them: the allocation annotations.
+//! node), and what the controller writes on them: the pod-network contract
+//! ([`PodNetwork`]'s annotations).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use api::pod_network::{InvalidPodNetwork, PodAddress, PodNetwork, is_allocated};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::ObjectMeta;
@@ -42,67 +44,42 @@ pub fn pod(name: &str, node: &str, annotations: &[(&str, &str)]) -> Pod {
 
 /// Whether the controller allocated `pod` (`ovn.kubernetes.io/allocated: "true"`).
 pub fn allocated(pod: &Pod) -> bool {
-    pod.annotations()
-        .get(api::annotations::ALLOCATED)
-        .map(String::as_str)
-        == Some(api::annotations::TRUE)
+    is_allocated(pod.annotations())
 }
 
-/// What the allocation annotations of a pod say (the controller's part of a pod, which the
-/// agent reads).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Allocation {
-    /// `ip_address` (comma-separated for dual stack).
-    pub ip: String,
-    /// `mac_address`.
-    pub mac: String,
-    /// `cidr`.
-    pub cidr: String,
-    /// `gateway`.
-    pub gateway: String,
-    /// `logical_switch`.
-    pub logical_switch: String,
-}
-
-impl Allocation {
-    /// The annotations the controller writes for this allocation, `allocated` included.
-    pub fn annotations(&self) -> BTreeMap<String, String> {
-        use api::annotations::*;
-        [
-            (IP_ADDRESS, &self.ip),
-            (MAC_ADDRESS, &self.mac),
-            (CIDR, &self.cidr),
-            (GATEWAY, &self.gateway),
-            (LOGICAL_SWITCH, &self.logical_switch),
-            (ALLOCATED, &TRUE.to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.clone()))
-        .collect()
-    }
-}
-
-/// The allocation of `pod`, when the controller allocated it.
-pub fn allocation(pod: &Pod) -> Option<Allocation> {
-    if !allocated(pod) {
-        return None;
-    }
-    let get = |key: &str| pod.annotations().get(key).cloned().unwrap_or_default();
-    use api::annotations::*;
-    Some(Allocation {
-        ip: get(IP_ADDRESS),
-        mac: get(MAC_ADDRESS),
-        cidr: get(CIDR),
-        gateway: get(GATEWAY),
-        logical_switch: get(LOGICAL_SWITCH),
+/// The network the controller records for a pod on `logical_switch`: MAC `mac`, one
+/// address `address` with its Subnet's prefix (`10.0.2.5/24`) and `gateway` — what a test
+/// playing the controller writes with [`Cluster::annotate_pod`](super::Cluster::annotate_pod).
+pub fn pod_network(
+    logical_switch: &str,
+    mac: &str,
+    address: &str,
+    gateway: &str,
+) -> Result<PodNetwork> {
+    Ok(PodNetwork {
+        logical_switch: logical_switch.to_owned(),
+        mac: mac.parse().with_context(|| format!("MAC {mac}"))?,
+        addresses: vec![PodAddress {
+            address: address
+                .parse::<ipnet::IpNet>()
+                .with_context(|| format!("address {address}"))?,
+            gateway: Some(
+                gateway
+                    .parse()
+                    .with_context(|| format!("gateway {gateway}"))?,
+            ),
+        }],
     })
 }
 
-/// Every distinct allocation each pod of a namespace ever showed, seen by a watch started
-/// before the pods exist (keyed by pod uid). The watch stops when this is dropped.
+/// What the annotations of a pod said once (an unreadable set is kept as its error).
+pub type Seen = Result<PodNetwork, InvalidPodNetwork>;
+
+/// Every distinct network ([`PodNetwork`]) each allocated pod of a namespace ever showed,
+/// seen by a watch started before the pods exist (keyed by pod uid). The watch stops when this is dropped.
 #[derive(Debug)]
 pub struct AnnotationLog {
-    seen: Arc<Mutex<HashMap<String, Vec<Allocation>>>>,
+    seen: Arc<Mutex<HashMap<String, Vec<Seen>>>>,
     count: watch::Receiver<usize>,
     task: JoinHandle<()>,
 }
@@ -110,7 +87,7 @@ pub struct AnnotationLog {
 impl AnnotationLog {
     /// Starts watching `pods` (the pods of one namespace).
     pub fn watch(pods: Api<Pod>) -> Self {
-        let seen: Arc<Mutex<HashMap<String, Vec<Allocation>>>> = Arc::default();
+        let seen: Arc<Mutex<HashMap<String, Vec<Seen>>>> = Arc::default();
         let (count_tx, count) = watch::channel(0);
         let recorder = seen.clone();
         let task = tokio::spawn(async move {
@@ -120,13 +97,18 @@ impl AnnotationLog {
                 let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
                     continue;
                 };
-                let (Some(uid), Some(allocation)) = (pod.uid(), allocation(&pod)) else {
+                let Some(uid) = pod.uid() else {
                     continue;
+                };
+                let network = match PodNetwork::from_annotations(pod.annotations()) {
+                    Ok(None) => continue,
+                    Ok(Some(network)) => Ok(network),
+                    Err(invalid) => Err(invalid),
                 };
                 let mut seen = recorder.lock().unwrap_or_else(|e| e.into_inner());
                 let list = seen.entry(uid).or_default();
-                if list.last() != Some(&allocation) {
-                    list.push(allocation);
+                if list.last() != Some(&network) {
+                    list.push(network);
                 }
                 count_tx.send_replace(seen.len());
             }
@@ -155,8 +137,8 @@ impl AnnotationLog {
         }
     }
 
-    /// Pods (by uid) whose allocation changed after being set, with every allocation seen.
-    pub fn changed(&self) -> BTreeMap<String, Vec<Allocation>> {
+    /// Pods (by uid) whose network changed after being set, with every network seen.
+    pub fn changed(&self) -> BTreeMap<String, Vec<Seen>> {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
