@@ -23,6 +23,18 @@ fn host_if_of(result: &Value) -> String {
     host["name"].as_str().expect("host end name").to_owned()
 }
 
+/// The CNI error object of an ADD of `attachment` that must fail.
+async fn add_fails(attachment: Attachment) -> Value {
+    tokio::task::spawn_blocking(move || {
+        attachment
+            .run("ADD", None)
+            .and_then(|r| r.into_error())
+            .expect("ADD fails")
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn add_check_del_two_pods_that_ping_each_other() {
     let kube = KubeEnv::shared().expect("kube env");
@@ -256,14 +268,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         pod: "lonely".into(),
         ..attachments[0].clone()
     };
-    let failed = tokio::task::spawn_blocking(move || {
-        lonely
-            .run("ADD", None)
-            .and_then(|r| r.into_error())
-            .expect("ADD fails")
-    })
-    .await
-    .unwrap();
+    let failed = add_fails(lonely).await;
     assert_eq!(failed["code"], 11, "{failed}");
     let details = failed["details"].as_str().unwrap_or_default();
     assert!(
@@ -278,14 +283,7 @@ async fn add_check_del_two_pods_that_ping_each_other() {
         pod: "ghost".into(),
         ..attachments[0].clone()
     };
-    let failed = tokio::task::spawn_blocking(move || {
-        ghost
-            .run("ADD", None)
-            .and_then(|r| r.into_error())
-            .expect("ADD fails")
-    })
-    .await
-    .unwrap();
+    let failed = add_fails(ghost).await;
     assert!(
         failed["details"]
             .as_str()

@@ -45,6 +45,40 @@ impl PodEnv {
         Ok(Self { base, cluster, nb })
     }
 
+    /// Waits until no pod port of ours and no IP resource is left.
+    async fn wait_nothing_left(&self) {
+        eventually("no pod port or IP resource left", || async {
+            let ports = self.pod_ports().await.len();
+            let ips = self.cluster.list_ips().await.expect("list IPs").len();
+            if ports == 0 && ips == 0 {
+                Ok(())
+            } else {
+                Err(format!("{ports} pod ports, {ips} IP resources"))
+            }
+        })
+        .await;
+    }
+
+    /// Waits until Subnet `name` counts `count` addresses in use.
+    async fn wait_using(&self, name: &str, count: u128) {
+        eventually(
+            &format!("Subnet {name} counting {count} in use"),
+            || async {
+                let using = self
+                    .cluster
+                    .subnet_v4_using(name)
+                    .await
+                    .expect("Subnet status");
+                if using == Some(count) {
+                    Ok(())
+                } else {
+                    Err(format!("{using:?} in use"))
+                }
+            },
+        )
+        .await;
+    }
+
     /// Every Logical_Switch_Port with `external_ids:rovn:kind=pod`.
     async fn pod_ports(&self) -> Vec<LogicalSwitchPort> {
         let mut txn = ovsdb::TxnBuilder::new(ovn::nb::DATABASE);
@@ -377,21 +411,8 @@ async fn seed_scenario_pods_get_ports_annotations_and_ip_resources() -> anyhow::
         let names: Vec<String> = names.into_iter().map(str::to_string).collect();
         env.cluster.delete_pods(namespace, &names).await?;
     }
-    eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty()
-            && env.cluster.list_ips().await.expect("list IPs").is_empty())
-        .then_some(())
-    })
-    .await;
-    eventually("net2 counts back to 0", || async {
-        (env.cluster
-            .subnet_v4_using("net2")
-            .await
-            .expect("Subnet status")
-            == Some(0))
-        .then_some(())
-    })
-    .await;
+    env.wait_nothing_left().await;
+    env.wait_using("net2", 0).await;
     Ok(())
 }
 
@@ -416,32 +437,11 @@ async fn two_hundred_pods_created_and_deleted_leak_nothing() -> anyhow::Result<(
     assert_eq!(macs.len(), 200, "unique MACs");
     assert!(ips.iter().all(|ip| in_cidr(*ip, "10.40.0.0/22")));
     assert_ports_match_pods(&env, &pods).await;
-    eventually("burst counts 200", || async {
-        (env.cluster
-            .subnet_v4_using("burst")
-            .await
-            .expect("Subnet status")
-            == Some(200))
-        .then_some(())
-    })
-    .await;
+    env.wait_using("burst", 200).await;
 
     env.cluster.delete_pods("burst", &names).await?;
-    eventually("no pod port or IP resource left", || async {
-        (env.pod_ports().await.is_empty()
-            && env.cluster.list_ips().await.expect("list IPs").is_empty())
-        .then_some(())
-    })
-    .await;
-    eventually("burst counts back to 0", || async {
-        (env.cluster
-            .subnet_v4_using("burst")
-            .await
-            .expect("Subnet status")
-            == Some(0))
-        .then_some(())
-    })
-    .await;
+    env.wait_nothing_left().await;
+    env.wait_using("burst", 0).await;
     Ok(())
 }
 
@@ -675,14 +675,6 @@ async fn sigkill_mid_burst_then_restart_hands_out_nothing_twice() -> anyhow::Res
         new.uid().as_ref(),
         "the new c1's port"
     );
-    eventually("crash counts match", || async {
-        (env.cluster
-            .subnet_v4_using("crash")
-            .await
-            .expect("Subnet status")
-            == Some(pods.len() as u128))
-        .then_some(())
-    })
-    .await;
+    env.wait_using("crash", pods.len() as u128).await;
     Ok(())
 }

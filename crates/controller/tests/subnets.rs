@@ -93,6 +93,13 @@ impl Env {
         ])
     }
 
+    /// Option `key` of Logical_Switch_Port `lsp` (unquoted).
+    fn lsp_option(&self, lsp: &str, key: &str) -> String {
+        self.nbctl(&["get", "Logical_Switch_Port", lsp, &format!("options:{key}")])
+            .trim_matches('"')
+            .to_string()
+    }
+
     /// The `ports` of router `router`.
     fn router_ports(&self, router: &str) -> Vec<String> {
         self.column("Logical_Router", router, "ports")
@@ -228,16 +235,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() -> anyhow::R
         env.column("Logical_Switch_Port", "rovn-net2-lsp", "addresses"),
         "router"
     );
-    assert_eq!(
-        env.nbctl(&[
-            "get",
-            "Logical_Switch_Port",
-            "rovn-net2-lsp",
-            "options:router-port"
-        ])
-        .trim_matches('"'),
-        net2_lrp
-    );
+    assert_eq!(env.lsp_option("rovn-net2-lsp", "router-port"), net2_lrp);
     assert_eq!(
         env.column("Logical_Router_Port", &net2_lrp, "networks"),
         "10.0.2.1/24"
@@ -321,25 +319,11 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() -> anyhow::R
         "mcast_flood_reports=true",
     ]);
     eventually("switch port options restored", || async {
-        (env.nbctl(&[
-            "get",
-            "Logical_Switch_Port",
-            "rovn-net2-lsp",
-            "options:router-port",
-        ])
-        .trim_matches('"')
-            == net2_lrp)
-            .then_some(())
+        (env.lsp_option("rovn-net2-lsp", "router-port") == net2_lrp).then_some(())
     })
     .await;
     assert_eq!(
-        env.nbctl(&[
-            "get",
-            "Logical_Switch_Port",
-            "rovn-net2-lsp",
-            "options:mcast_flood_reports",
-        ])
-        .trim_matches('"'),
+        env.lsp_option("rovn-net2-lsp", "mcast_flood_reports"),
         "true"
     );
     assert_eq!(
@@ -386,15 +370,7 @@ async fn seed_subnet_on_a_neutron_router_is_attached_and_repaired() -> anyhow::R
             && env
                 .find("Logical_Router_Port", &["name=rovn-net2-lrp"])
                 .is_empty()
-            && env
-                .nbctl(&[
-                    "get",
-                    "Logical_Switch_Port",
-                    "rovn-net2-lsp",
-                    "options:router-port",
-                ])
-                .trim_matches('"')
-                == net2_lrp)
+            && env.lsp_option("rovn-net2-lsp", "router-port") == net2_lrp)
             .then_some(())
     })
     .await;
@@ -762,16 +738,7 @@ async fn subnets_move_rebind_and_wait_for_their_addresses_before_deletion() -> a
         env.column("Logical_Router_Port", &on_b, "networks"),
         "10.0.7.1/24"
     );
-    assert_eq!(
-        env.nbctl(&[
-            "get",
-            "Logical_Switch_Port",
-            "rovn-mv-lsp",
-            "options:router-port"
-        ])
-        .trim_matches('"'),
-        on_b
-    );
+    assert_eq!(env.lsp_option("rovn-mv-lsp", "router-port"), on_b);
     assert_eq!(env.ours("Logical_Switch", "mv", "mv"), Some(switch.clone()));
     let moved = env.subnets.get("mv").await.expect("GET mv");
     assert!(

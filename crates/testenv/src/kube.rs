@@ -33,7 +33,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
 use crate::http::http_get;
-use crate::process::{Daemon, DaemonSpec};
+use crate::process::{Daemon, DaemonSpec, run_command};
 use certs::Certs;
 
 /// How long etcd and the API server get to become ready (a cold start on two
@@ -188,21 +188,7 @@ impl KubeEnv {
     /// Runs `kubectl args…` and returns its stdout; a non-zero exit is an
     /// error carrying stderr.
     pub fn kubectl<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String> {
-        let out = self
-            .kubectl_command()
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-            bail!(
-                "kubectl {} failed ({}): {}",
-                shown.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_command(self.kubectl_command(), "kubectl", args)
     }
 
     /// The last lines of the API server's log (for failure messages).

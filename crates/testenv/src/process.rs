@@ -374,7 +374,13 @@ pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
     run_command(Command::new(program), program, args)
 }
 
-fn run_command<S: AsRef<OsStr>>(mut cmd: Command, program: &str, args: &[S]) -> Result<String> {
+/// Runs `cmd` (`program`, for messages) with `args` to completion and returns its stdout; a
+/// non-zero exit is an error carrying stderr.
+pub(crate) fn run_command<S: AsRef<OsStr>>(
+    mut cmd: Command,
+    program: &str,
+    args: &[S],
+) -> Result<String> {
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("OVN_NB_DAEMON")
