@@ -14,20 +14,20 @@ use api::annotations::{TRUE, VPC_EXTERNAL_LABEL};
 use api::condition::{self, Condition, IMPORTED, READY, ROUTER_MISSING};
 use api::unsupported::UnsupportedFields;
 use api::{Subnet, Vpc, VpcStatus, VpcType};
-use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use ovn::Table;
 use ovn::nb::LogicalRouter;
 use serde_json::json;
-use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::context::{Context, FIELD_MANAGER};
+use crate::error::ReconcileError;
 use crate::nb_view;
 use crate::queue::WorkQueue;
+use crate::runtime::{self, Tasks};
 
 /// Label naming who made a Vpc: `external` (imported) on imported Vpcs.
 pub const VPC_TYPE_LABEL: &str = "rovn.io/vpc-type";
@@ -60,16 +60,8 @@ struct Importer {
 /// Runs the importer until an unrecoverable error (dropping the future stops
 /// every task it started).
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
-    let (vpcs, vpc_writer) = reflector::store::<Vpc>();
-    let (subnets, subnet_writer) = reflector::store::<Subnet>();
-    let vpc_events = reflector::reflector(
-        vpc_writer,
-        watcher(ctx.vpcs(), watcher::Config::default()).default_backoff(),
-    );
-    let subnet_events = reflector::reflector(
-        subnet_writer,
-        watcher(ctx.subnets(), watcher::Config::default()).default_backoff(),
-    );
+    let (vpcs, vpc_events) = runtime::reflect(ctx.vpcs(), |_| {});
+    let (subnets, subnet_events) = runtime::reflect(ctx.subnets(), |_| {});
     // Subscribe before the first full pass so that no change is missed.
     let mut nb_events = ctx.nb_view.replica().subscribe();
     let importer = Arc::new(Importer {
@@ -79,54 +71,34 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         subnets,
         imported: Mutex::new(BTreeSet::new()),
     });
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::new();
+
+    let this = importer.clone();
+    tasks.spawn(async move { runtime::follow("Vpc", vpc_events, |e| this.on_vpc_event(&e)).await });
 
     let this = importer.clone();
     tasks.spawn(async move {
-        let mut events = std::pin::pin!(vpc_events);
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => this.on_vpc_event(&event),
-                // The watcher re-lists after a backoff; nothing is lost.
-                Err(err) => warn!(error = %err, "Vpc watch interrupted"),
-            }
-        }
-        anyhow::bail!("the Vpc watch ended")
-    });
-
-    let this = importer.clone();
-    tasks.spawn(async move {
-        let mut events = std::pin::pin!(subnet_events);
         let mut vpc_of: HashMap<String, Option<String>> = HashMap::new();
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(err) => {
-                    warn!(error = %err, "Subnet watch interrupted");
-                    continue;
+        runtime::follow("Subnet", subnet_events, |event| match event {
+            watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                let vpc = s.spec.vpc.clone();
+                if let Some(Some(old)) = vpc_of.insert(s.name_any(), vpc.clone())
+                    && Some(&old) != vpc.as_ref()
+                {
+                    this.queue.add(&old);
                 }
-            };
-            match event {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                    let vpc = s.spec.vpc.clone();
-                    if let Some(Some(old)) = vpc_of.insert(s.name_any(), vpc.clone())
-                        && Some(&old) != vpc.as_ref()
-                    {
-                        this.queue.add(&old);
-                    }
-                    if let Some(vpc) = vpc {
-                        this.queue.add(&vpc);
-                    }
+                if let Some(vpc) = vpc {
+                    this.queue.add(&vpc);
                 }
-                watcher::Event::Delete(s) => {
-                    if let Some(Some(old)) = vpc_of.remove(&s.name_any()) {
-                        this.queue.add(&old);
-                    }
-                }
-                watcher::Event::Init | watcher::Event::InitDone => {}
             }
-        }
-        anyhow::bail!("the Subnet watch ended")
+            watcher::Event::Delete(s) => {
+                if let Some(Some(old)) = vpc_of.remove(&s.name_any()) {
+                    this.queue.add(&old);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        })
+        .await
     });
 
     let this = importer.clone();
@@ -156,31 +128,19 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             this.enqueue_all();
         }
     });
-    for _ in 0..WORKERS {
-        let this = importer.clone();
-        tasks.spawn(async move {
-            loop {
-                let name = this.queue.next().await;
-                let ok = match this.import(&name).await {
-                    Ok(()) => {
-                        this.queue.done(&name);
-                        true
-                    }
-                    Err(err) => {
-                        warn!(router = %name, error = %err, "import failed, will retry");
-                        this.queue.failed(&name);
-                        false
-                    }
-                };
-                this.ctx.metrics.reconciled("router-import", ok);
+    let this = importer.clone();
+    runtime::spawn_workers(&mut tasks, WORKERS, &importer.queue, move |name| {
+        let this = this.clone();
+        async move {
+            let result = this.import(&name).await.map_err(ReconcileError::from);
+            if let Err(error) = &result {
+                warn!(router = %name, %error, "import failed, will retry");
             }
-        });
-    }
-    match tasks.join_next().await {
-        Some(Ok(result)) => result,
-        Some(Err(err)) => Err(err.into()),
-        None => Ok(()),
-    }
+            this.ctx.metrics.reconciled("router-import", result.is_ok());
+            result
+        }
+    });
+    runtime::first_end(&mut tasks).await
 }
 
 impl Importer {

@@ -8,19 +8,19 @@
 //! (all namespaces are re-checked; unchanged ones cost no API write).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::annotations::{CIDR, LOGICAL_SWITCH};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::context::Context;
+use crate::error::ReconcileError;
+use crate::runtime;
 
 /// Runs the namespace binding until the namespace watch ends.
 pub async fn run(ctx: Arc<Context>) {
@@ -28,27 +28,19 @@ pub async fn run(ctx: Arc<Context>) {
         rx.changed().await.ok()?;
         Some(((), rx))
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<Namespace>::all(ctx.kube.clone()),
         watcher::Config::default(),
     )
-    .reconcile_all_on(changes)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(err) = result {
-            debug!(error = %err, "namespace reconcile");
-        }
-    })
-    .await;
+    .reconcile_all_on(changes);
+    runtime::run_controller(controller, reconcile, error_policy, ctx).await;
 }
 
-fn error_policy(ns: Arc<Namespace>, err: &kube::Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconciled("namespace", false);
-    warn!(namespace = %ns.name_any(), error = %err, "namespace annotation failed");
-    Action::requeue(Duration::from_secs(2))
+fn error_policy(ns: Arc<Namespace>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    err.retry("namespace", &ns.name_any(), &ctx.metrics)
 }
 
-async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
