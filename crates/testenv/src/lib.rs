@@ -8,6 +8,8 @@
 pub mod kube;
 pub mod netns;
 pub mod neutron;
+#[cfg(feature = "kube")]
+pub mod node;
 pub mod ovn;
 pub mod pki;
 pub mod raw_writer;
