@@ -30,15 +30,19 @@
 //! namespaces, removes the node's cgroups and restores the kernel tunables kubelet changed.
 //!
 //! What kubelet needs from this machine (cgroup v1 without systemd, no CAP_SYS_RESOURCE):
-//! the cgroupfs driver, `failCgroupV1: false`, containerd's `restrict_oom_score_adj`. The API
-//! server reaches kubelet (for `exec`, `logs`) by the node's name, which must therefore
-//! resolve to a loopback address: the default is this machine's host name when it does, else
-//! `localhost`; kubelet listens on that address only.
+//! the cgroupfs driver, `failCgroupV1: false`, containerd's `restrict_oom_score_adj`. The
+//! Node's InternalIP (`--node-ip`, also hostNetwork pods' address) is this machine's address
+//! of its default route (kubelet refuses a loopback one). The API server reaches kubelet (for
+//! `exec`, `logs`) by the node's name (its `Hostname` address comes first), which must
+//! therefore resolve to a loopback address: the default is this machine's host name when it
+//! does, else `localhost`; kubelet listens on that loopback address only (it lets the API
+//! server in anonymously).
 //!
 //! Host state deliberately left: `/var/run/netns` made a shared mount point (what `ip netns
 //! add` does; pods mounting it with HostToContainer propagation need it) and the empty
 //! `/run/containerd/{s,fifo,runc}` directories containerd 1.6 uses whatever its state
-//! directory (other containerd instances may be using them).
+//! directory (other containerd instances may be using them). kubelet's device-plugin socket
+//! under `/var/lib/kubelet` (a fixed path) is removed once no kubelet runs.
 
 mod cleanup;
 mod containerd;
@@ -77,6 +81,9 @@ const CGROUP_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Name prefix of the environments' directories (followed by the pid).
 const DIR_PREFIX: &str = "rovn-node-";
 
+/// Where kubelet's device manager puts its socket (not under `--root-dir`).
+const DEVICE_PLUGINS_DIR: &str = "/var/lib/kubelet/device-plugins";
+
 /// The directory where runtimes mount pod network namespaces.
 const NETNS_DIR: &str = "/var/run/netns";
 
@@ -85,6 +92,7 @@ const NETNS_DIR: &str = "/var/run/netns";
 #[must_use]
 pub struct NodeEnvBuilder {
     node_name: Option<String>,
+    node_ip: Option<Ipv4Addr>,
     ovn: Option<OvnEnvBuilder>,
     images: Option<Images>,
 }
@@ -94,6 +102,13 @@ impl NodeEnvBuilder {
     /// address, else `localhost`). It must resolve to a loopback address.
     pub fn node_name(mut self, name: &str) -> Self {
         self.node_name = Some(name.to_owned());
+        self
+    }
+
+    /// The Node's InternalIP, an address of this machine that is not loopback (default:
+    /// the source address of the default route).
+    pub fn node_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.node_ip = Some(ip);
         self
     }
 
@@ -129,6 +144,7 @@ pub struct NodeEnv {
     ovn: Option<OvnEnv>,
     images: Images,
     node_name: String,
+    node_ip: Ipv4Addr,
     kubelet_address: Ipv4Addr,
     kubelet_healthz_port: u16,
     cgroup_root: String,
@@ -158,6 +174,10 @@ impl NodeEnv {
                  kube-apiserver has --kubelet-preferred-address-types=InternalIP)"
             )
         })?;
+        let node_ip = match builder.node_ip {
+            Some(ip) => ip,
+            None => kubelet::host_address()?,
+        };
         let images = match builder.images {
             Some(images) => images,
             None => Images::get()?.clone(),
@@ -218,6 +238,7 @@ impl NodeEnv {
             &kube,
             &containerd,
             &node_name,
+            node_ip,
             kubelet_address,
             kubelet_healthz_port,
             &cgroup_root,
@@ -237,6 +258,7 @@ impl NodeEnv {
             ovn,
             images,
             node_name,
+            node_ip,
             kubelet_address,
             kubelet_healthz_port,
             cgroup_root,
@@ -261,10 +283,16 @@ impl NodeEnv {
                 http_get_ok(port, "/healthz", "ok")
             })?;
         let (kube, name) = (&self.kube, self.node_name.clone());
-        self.kubelet
-            .wait_ready(READY_TIMEOUT, "kubelet to register its Node", || {
-                kube.kubectl(&["get", "node", &name, "-o", "name"]).ok()
-            })?;
+        let internal_ip = r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#;
+        self.kubelet.wait_ready(
+            READY_TIMEOUT,
+            "kubelet to register its Node with its InternalIP",
+            || {
+                kube.kubectl(&["get", "node", &name, "-o", internal_ip])
+                    .ok()
+                    .filter(|ip| !ip.trim().is_empty())
+            },
+        )?;
         Ok(())
     }
 
@@ -330,9 +358,9 @@ impl NodeEnv {
         &self.node_name
     }
 
-    /// The node's InternalIP (kubelet's `--node-ip`): 127.0.0.1.
+    /// The Node's InternalIP (kubelet's `--node-ip`), hostNetwork pods' address.
     pub fn node_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::LOCALHOST
+        self.node_ip
     }
 
     /// The address kubelet listens on (the one the node name resolves to).
@@ -544,6 +572,7 @@ impl NodeEnv {
         }
         cleanup::remove_cgroup(&self.cgroup_root, CGROUP_DRAIN_TIMEOUT);
         cleanup::unmount_under(self.dir.path());
+        remove_device_plugin_socket();
         self.sysctls.restore();
     }
 }
@@ -614,6 +643,7 @@ fn kubelet_spec(
     kube: &KubeEnv,
     containerd: &Containerd,
     node_name: &str,
+    node_ip: Ipv4Addr,
     address: Ipv4Addr,
     healthz_port: u16,
     cgroup_root: &str,
@@ -640,8 +670,10 @@ fn kubelet_spec(
         .arg(format!("--config={}", config.display()))
         .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
         .arg(format!("--root-dir={}", root_dir.display()))
+        // Its default is /var/lib/kubelet/pki whatever the root directory.
+        .arg(format!("--cert-dir={}", root_dir.join("pki").display()))
         .arg(format!("--hostname-override={node_name}"))
-        .arg("--node-ip=127.0.0.1")
+        .arg(format!("--node-ip={node_ip}"))
         .arg("--v=2"))
 }
 
@@ -705,6 +737,21 @@ fn ensure_shared_netns_dir() -> Result<()> {
     )
     .with_context(|| format!("making {NETNS_DIR} a shared mount"))?;
     Ok(())
+}
+
+/// kubelet's device manager serves `/var/lib/kubelet/device-plugins/kubelet.sock` whatever its
+/// root directory: once no kubelet runs on this machine, remove it and the directories
+/// (only if empty).
+fn remove_device_plugin_socket() {
+    if !cleanup::pids_named("kubelet").is_empty() {
+        return;
+    }
+    let dir = Path::new(DEVICE_PLUGINS_DIR);
+    let _ = std::fs::remove_file(dir.join("kubelet.sock"));
+    let _ = std::fs::remove_dir(dir);
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// Cleans up after environments of processes that died without dropping theirs (their

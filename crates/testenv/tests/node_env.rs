@@ -32,7 +32,10 @@ fn kubelet_runs_a_pod_and_nothing_is_left() -> anyhow::Result<()> {
         "-o",
         "jsonpath={.status.addresses}",
     ])?;
-    assert!(addresses.contains("127.0.0.1"), "{addresses}");
+    assert!(
+        addresses.contains(&node.node_ip().to_string()),
+        "{addresses}"
+    );
     assert!(
         node.containerd()
             .images()?
@@ -76,7 +79,7 @@ spec:
     ])?;
     assert_eq!(
         scheduled_on.split_whitespace().collect::<Vec<_>>(),
-        [node.node_name(), "127.0.0.1"],
+        [node.node_name(), node.node_ip().to_string().as_str()],
         "scheduled onto our node, host network address"
     );
 
@@ -125,6 +128,13 @@ spec:
             .any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cni-"))),
         "pod network namespaces left: {new_netns:?}"
     );
+    let kubelet_running = std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "kubelet")
+    });
+    if !kubelet_running {
+        let socket = Path::new("/var/lib/kubelet/device-plugins/kubelet.sock");
+        assert!(!socket.exists(), "{} left", socket.display());
+    }
     for hierarchy in ["memory", "cpu", "pids", "systemd"] {
         let path = Path::new("/sys/fs/cgroup")
             .join(hierarchy)

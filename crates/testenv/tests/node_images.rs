@@ -57,15 +57,15 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     }
 
     // The workload image: busybox's sh and applets.
-    let out = containerd.ctr(&[
-        "run",
-        "--rm",
+    let out = containerd.run(
         images.busybox(),
         "busybox-echo",
-        "sh",
-        "-c",
-        "echo hello from $(basename $(readlink /bin/ping)) && nc --help 2>&1 | head -n1",
-    ])?;
+        &[
+            "sh",
+            "-c",
+            "echo hello from $(basename $(readlink /bin/ping)) && nc --help 2>&1 | head -n1",
+        ],
+    )?;
     assert!(out.contains("hello from busybox"), "{out}");
     assert!(out.contains("BusyBox"), "{out}");
 
@@ -74,19 +74,17 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
         let id = format!("rovn-{bin}");
         let out = if bin == "rovn-cni" {
             // A CNI plugin answers VERSION without an agent.
-            containerd.ctr(&[
-                "run",
-                "--rm",
-                "--env",
-                "CNI_COMMAND=VERSION",
+            containerd.run(
                 images.rovn(),
                 &id,
-                "sh",
-                "-c",
-                "echo '{\"cniVersion\":\"1.1.0\"}' | rovn-cni",
-            ])?
+                &[
+                    "sh",
+                    "-c",
+                    "echo '{\"cniVersion\":\"1.1.0\"}' | CNI_COMMAND=VERSION rovn-cni",
+                ],
+            )?
         } else {
-            containerd.ctr(&["run", "--rm", images.rovn(), &id, bin, "--version"])?
+            containerd.run(images.rovn(), &id, &[bin, "--version"])?
         };
         assert!(
             out.contains("1.1.0") || out.contains(bin),
@@ -95,7 +93,7 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     }
 
     // The pause image: running until SIGTERM, then gone at once with status 0.
-    containerd.ctr(&["run", "--detach", images.pause(), "pause-sigterm"])?;
+    containerd.run_detached(images.pause(), "pause-sigterm", &[])?;
     let running = wait_for(Duration::from_secs(30), || {
         task_status(&containerd, "pause-sigterm").is_some_and(|s| s == "RUNNING")
     });
@@ -116,7 +114,7 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
         "{exit}"
     );
     // A container left behind on purpose: stop() must remove it.
-    containerd.ctr(&["run", "--detach", images.pause(), "pause-left"])?;
+    containerd.run_detached(images.pause(), "pause-left", &[])?;
 
     let socket = containerd.socket().to_owned();
     let state = containerd.dir().to_owned();
@@ -132,6 +130,14 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
         socket.display()
     );
     drop(containerd);
+    // `run` put the containers under a cgroup named after the test's directory: gone.
+    let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    for hierarchy in ["memory", "cpu", "pids"] {
+        let cgroup = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(format!("{name}-ctr"));
+        assert!(!cgroup.exists(), "{} left", cgroup.display());
+    }
     Ok(())
 }
 

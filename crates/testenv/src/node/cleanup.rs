@@ -174,6 +174,24 @@ pub(crate) fn pids_with_arg(needle: &str) -> BTreeSet<i32> {
     pids
 }
 
+/// Pids of the live processes whose command name (`/proc/<pid>/comm`) is `name`.
+pub(crate) fn pids_named(name: &str) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name && !process_gone(pid) {
+            pids.insert(pid);
+        }
+    }
+    pids
+}
+
 /// SIGKILLs `pids` (never this process).
 pub(crate) fn kill_all(pids: &BTreeSet<i32>) {
     let me = std::process::id() as i32;

@@ -39,6 +39,7 @@ pub struct Containerd {
     dir: PathBuf,
     socket: PathBuf,
     ctr: PathBuf,
+    cgroup_parent: String,
     stopped: bool,
 }
 
@@ -67,11 +68,20 @@ impl Containerd {
             }
             run(&ctr, &["--address", &socket_arg, "version"]).ok()
         })?;
+        // `ctr run` containers go under a cgroup of ours (not the shared `/<namespace>`).
+        let cgroup_parent = format!(
+            "/{}-ctr",
+            dir.parent()
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .unwrap_or("rovn")
+        );
         Ok(Self {
             daemon,
             dir,
             socket,
             ctr,
+            cgroup_parent,
             stopped: false,
         })
     }
@@ -127,6 +137,24 @@ impl Containerd {
         Ok(())
     }
 
+    /// `ctr run --rm image id args…` in the CRI namespace (waits for the command to end;
+    /// its cgroup is under one of this containerd's, removed by [`stop`](Self::stop)):
+    /// the command's output.
+    pub fn run(&self, image: &str, id: &str, args: &[&str]) -> Result<String> {
+        let cgroup = format!("{}/{id}", self.cgroup_parent);
+        let mut all = vec!["run", "--rm", "--cgroup", &cgroup, image, id];
+        all.extend_from_slice(args);
+        self.ctr(&all)
+    }
+
+    /// Like [`run`](Self::run) with `--detach`: returns once the task started.
+    pub fn run_detached(&self, image: &str, id: &str, args: &[&str]) -> Result<()> {
+        let cgroup = format!("{}/{id}", self.cgroup_parent);
+        let mut all = vec!["run", "--detach", "--cgroup", &cgroup, image, id];
+        all.extend_from_slice(args);
+        self.ctr(&all).map(drop)
+    }
+
     /// Names of the images in the CRI namespace.
     pub fn images(&self) -> Result<Vec<String>> {
         Ok(self
@@ -137,8 +165,9 @@ impl Containerd {
     }
 
     /// Removes every container (killing its task) in every namespace, stops containerd, kills
-    /// any shim of it still running, unmounts what it mounted under its directory and
-    /// deletes the network namespaces of its sandboxes. Idempotent.
+    /// any shim of it still running, unmounts what it mounted under its directory, deletes
+    /// the network namespaces of its sandboxes and the cgroups of [`run`](Self::run).
+    /// Idempotent.
     pub fn stop(&mut self) {
         if self.stopped {
             return;
@@ -160,6 +189,8 @@ impl Containerd {
         cleanup::kill_all(&shims);
         cleanup::unmount_under(&self.dir);
         cleanup::remove_netns(&netns);
+        cleanup::kill_all(&cleanup::pids_in_cgroup(&self.cgroup_parent));
+        cleanup::remove_cgroup(&self.cgroup_parent, Duration::from_secs(10));
     }
 
     /// Kills and deletes every task and container of `namespace`, collecting the network

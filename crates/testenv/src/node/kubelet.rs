@@ -2,7 +2,7 @@
 //! environment, so that two nodes never share `/kubepods`) and the kernel tunables it sets
 //! at start (saved before, restored after).
 
-use std::net::{Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -84,10 +84,23 @@ pub(crate) fn loopback_address_of(name: &str) -> Option<Ipv4Addr> {
         .to_socket_addrs()
         .ok()?
         .filter_map(|a| match a.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_loopback() => Some(ip),
+            IpAddr::V4(ip) if ip.is_loopback() => Some(ip),
             _ => None,
         })
         .next()
+}
+
+/// The address this machine sends from by its default route (kubelet refuses a loopback
+/// `--node-ip`: "nodeIP can't be loopback address"). Connecting a UDP socket sends nothing.
+pub(crate) fn host_address() -> Result<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding a UDP socket")?;
+    socket
+        .connect((Ipv4Addr::new(203, 0, 113, 1), 9))
+        .context("no IPv4 default route: pass the node address with NodeEnvBuilder::node_ip")?;
+    match socket.local_addr()?.ip() {
+        IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Ok(ip),
+        other => bail!("the default route's source address {other} cannot be a node address"),
+    }
 }
 
 /// This machine's host name when it resolves to a loopback address (a realistic node name
