@@ -25,13 +25,21 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     // import.rs/vpc.rs/subnet.rs: watchers and Controllers on ctx.vpcs() (list + watch),
     // get_opt in subnet.rs, server-side apply of imported and default Vpcs and the finalizer
     // patches (patch), deleting an imported Vpc whose router is gone (delete).
-    ("kubeovn.io", "vpcs", &["get", "list", "watch", "patch", "delete"]),
+    (
+        "kubeovn.io",
+        "vpcs",
+        &["get", "list", "watch", "patch", "delete"],
+    ),
     // import.rs/vpc.rs apply_status: Vpc status by server-side apply.
     ("kubeovn.io", "vpcs/status", &["patch"]),
     // subnet.rs/vpc.rs/import.rs: Controller and watchers on ctx.subnets() and list()
     // (list + watch), ensure_default_subnet (create), finalizer and accepted-spec annotation
     // (patch).
-    ("kubeovn.io", "subnets", &["list", "watch", "create", "patch"]),
+    (
+        "kubeovn.io",
+        "subnets",
+        &["list", "watch", "create", "patch"],
+    ),
     // subnet/status.rs: Subnet status by server-side apply.
     ("kubeovn.io", "subnets/status", &["patch"]),
     // ip_resource.rs create/apply/delete, pod.rs watcher, subnet.rs list.
@@ -334,25 +342,38 @@ fn deploy_applies_server_side_with_exactly_the_rbac_the_code_uses() {
         assert!(agent_help.contains(&flag), "rovn-agent has no {flag}");
     }
 
-    // The CNI configuration the init container installs: a conflist whose plugin entry, as
-    // the runtime hands it to rovn-cni (cniVersion and name added), rovn-cni accepts.
+    // The CNI configuration the init container installs: a CNI 1.1 conflist ("cniVersions"
+    // up to 1.1.0 for runtimes that know it, "cniVersion" 1.0.0 for containerd 1.6) whose
+    // plugin entry, as a runtime of either kind hands it to rovn-cni (cniVersion and name
+    // added), rovn-cni accepts.
     let cni = find(&objects, "ConfigMap", "rovn-cni");
     let conflist: serde_json::Value =
         serde_json::from_str(cni["data"]["10-rovn.conflist"].as_str().expect("conflist"))
             .expect("the conflist is JSON");
+    assert_eq!(conflist["cniVersion"], "1.0.0");
+    let versions: Vec<&str> = conflist["cniVersions"]
+        .as_array()
+        .expect("cniVersions")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
     let plugins = conflist["plugins"].as_array().expect("plugins");
     assert_eq!(plugins.len(), 1);
-    let mut plugin = plugins[0].clone();
-    plugin["cniVersion"] = conflist["cniVersion"].clone();
-    plugin["name"] = conflist["name"].clone();
-    let parsed = cni::config::NetConf::parse(plugin.to_string().as_bytes())
-        .expect("rovn-cni accepts the installed configuration");
-    assert_eq!(parsed.plugin_type, "rovn-cni");
-    assert_eq!(
-        parsed.socket,
-        Path::new(cni::config::DEFAULT_SOCKET),
-        "the agent's --cni-socket"
-    );
+    for version in versions {
+        let mut plugin = plugins[0].clone();
+        plugin["cniVersion"] = version.into();
+        plugin["name"] = conflist["name"].clone();
+        let parsed = cni::config::NetConf::parse(plugin.to_string().as_bytes())
+            .expect("rovn-cni accepts the installed configuration");
+        assert_eq!(parsed.cni_version, version);
+        assert_eq!(parsed.plugin_type, "rovn-cni");
+        assert_eq!(
+            parsed.socket,
+            Path::new(cni::config::DEFAULT_SOCKET),
+            "the agent's --cni-socket"
+        );
+    }
     assert!(
         flags_in(agent_container).contains("--cni-socket"),
         "the agent serves the socket the conflist names"

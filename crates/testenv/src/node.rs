@@ -81,6 +81,9 @@ const CGROUP_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Name prefix of the environments' directories (followed by the pid).
 const DIR_PREFIX: &str = "rovn-node-";
 
+/// Where Debian's containernetworking-plugins and the upstream tarball put `loopback`.
+const LOOPBACK_PLUGINS: &[&str] = &["/usr/lib/cni/loopback", "/opt/cni/bin/loopback"];
+
 /// Where kubelet's device manager puts its socket (not under `--root-dir`).
 const DEVICE_PLUGINS_DIR: &str = "/var/lib/kubelet/device-plugins";
 
@@ -214,6 +217,7 @@ impl NodeEnv {
         let cni_conf_dir = root.join("cni/net.d");
         std::fs::create_dir_all(&cni_bin_dir)?;
         std::fs::create_dir_all(&cni_conf_dir)?;
+        link_loopback_plugin(&cni_bin_dir)?;
         let containerd = Containerd::start(
             &root.join("containerd"),
             &ContainerdSettings {
@@ -318,14 +322,11 @@ impl NodeEnv {
             "kube-controller-manager to lead",
             || holder("kube-controller-manager"),
         )?;
-        self.controller_manager.wait_ready(
-            READY_TIMEOUT,
-            "the default ServiceAccount",
-            || {
+        self.controller_manager
+            .wait_ready(READY_TIMEOUT, "the default ServiceAccount", || {
                 kube.kubectl(&["-n", "default", "get", "serviceaccount", "default"])
                     .ok()
-            },
-        )?;
+            })?;
         self.scheduler
             .wait_ready(READY_TIMEOUT, "kube-scheduler to lead", || {
                 holder("kube-scheduler")
@@ -368,7 +369,8 @@ impl NodeEnv {
         self.kubelet_address
     }
 
-    /// The CNI plugin directory containerd runs plugins from.
+    /// The CNI plugin directory containerd runs plugins from (holding a link to the
+    /// reference `loopback` plugin, which containerd 1.6 runs for every sandbox).
     pub fn cni_bin_dir(&self) -> PathBuf {
         self.dir().join("cni/bin")
     }
@@ -677,6 +679,28 @@ fn kubelet_spec(
         .arg("--v=2"))
 }
 
+/// Links the reference `loopback` CNI plugin into `cni_bin_dir`: containerd 1.6 runs it for
+/// every pod sandbox (before the configured network; without it no sandbox starts).
+fn link_loopback_plugin(cni_bin_dir: &Path) -> Result<()> {
+    let plugin = LOOPBACK_PLUGINS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "no CNI loopback plugin at {LOOPBACK_PLUGINS:?}: containerd 1.6 needs it for every \
+                 pod sandbox (Debian: apt-get install containernetworking-plugins)"
+            )
+        })?;
+    std::os::unix::fs::symlink(plugin, cni_bin_dir.join("loopback")).with_context(|| {
+        format!(
+            "linking {} into {}",
+            plugin.display(),
+            cni_bin_dir.display()
+        )
+    })
+}
+
 /// A file of the KubeEnv's directory (its certificates), which must exist.
 fn kube_file(kube: &KubeEnv, name: &str) -> Result<PathBuf> {
     let path = kube.dir().join(name);
@@ -715,9 +739,11 @@ fn ensure_shared_netns_dir() -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {NETNS_DIR}"))?;
     let canonical = dir.canonicalize()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let is_mount_point = mountinfo
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|p| Path::new(p) == canonical));
+    let is_mount_point = mountinfo.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|p| Path::new(p) == canonical)
+    });
     if !is_mount_point {
         mount(
             Some(&canonical),

@@ -123,14 +123,18 @@ spec:
     // Another test of this machine may create namespaces meanwhile: only the runtime's
     // (cni-…) ones would be ours.
     assert!(
-        !new_netns
-            .iter()
-            .any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cni-"))),
+        !new_netns.iter().any(|p| p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("cni-"))),
         "pod network namespaces left: {new_netns:?}"
     );
-    let kubelet_running = std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
-        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "kubelet")
-    });
+    let kubelet_running = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "kubelet")
+        });
     if !kubelet_running {
         let socket = Path::new("/var/lib/kubelet/device-plugins/kubelet.sock");
         assert!(!socket.exists(), "{} left", socket.display());

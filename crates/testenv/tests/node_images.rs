@@ -131,7 +131,12 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     );
     drop(containerd);
     // `run` put the containers under a cgroup named after the test's directory: gone.
-    let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     for hierarchy in ["memory", "cpu", "pids"] {
         let cgroup = Path::new("/sys/fs/cgroup")
             .join(hierarchy)
