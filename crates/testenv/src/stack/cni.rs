@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::workspace_bin;
+use super::binaries::workspace_bin;
 
 /// What one run of `rovn-cni` printed and how it exited.
 #[derive(Debug)]

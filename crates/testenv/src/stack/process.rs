@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
-use super::{kept_log_dir, workspace_bin};
+use super::binaries::{kept_log_dir, workspace_bin};
 use crate::http::http_get;
 use crate::kube::free_port;
 use crate::ovn::OvnEnv;
