@@ -15,6 +15,8 @@ mod http;
 pub mod kube;
 pub mod netns;
 pub mod neutron;
+#[cfg(feature = "kube")]
+pub mod node;
 pub mod ovn;
 pub mod pki;
 pub mod poll;

@@ -1,0 +1,122 @@
+//! The OCI image archives of `hack/images.sh`: the pause (sandbox) image, the busybox
+//! workload image and the rovn image, built from the workspace's own binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::stack::workspace_bin;
+
+/// The image archives of one `hack/images.sh` run and their image names.
+#[derive(Debug, Clone)]
+pub struct Images {
+    dir: PathBuf,
+    pause: String,
+    busybox: String,
+    rovn: String,
+}
+
+impl Images {
+    /// The images of this process, built once: the directory in `ROVN_IMAGES` when set, else
+    /// `hack/images.sh` run with `ROVN_BIN_DIR` = the directory of the workspace binaries
+    /// the tests use ([`workspace_bin`]: `cargo build` first, so never stale). The script
+    /// caches by input hash, so an unchanged tree costs only the hashing.
+    pub fn get() -> Result<&'static Images> {
+        static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
+        IMAGES
+            .get_or_init(|| Self::find().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow!("building the node images: {e}"))
+    }
+
+    fn find() -> Result<Images> {
+        if let Some(dir) = std::env::var_os("ROVN_IMAGES") {
+            return Self::from_dir(Path::new(&dir));
+        }
+        let controller = workspace_bin("controller", "rovn-controller")?;
+        workspace_bin("agent", "rovn-agent")?;
+        workspace_bin("cni", "rovn-cni")?;
+        let bin_dir = controller
+            .parent()
+            .context("the workspace binaries have no directory")?;
+        let script = workspace_root().join("hack/images.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("ROVN_BIN_DIR", bin_dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed ({}); see its output above",
+                script.display(),
+                out.status
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let dir = stdout.lines().last().unwrap_or_default().trim();
+        Self::from_dir(Path::new(dir))
+    }
+
+    /// The images in `dir`, a directory printed by `hack/images.sh` (its `images.txt` names
+    /// the archives).
+    pub fn from_dir(dir: &Path) -> Result<Images> {
+        let list = dir.join("images.txt");
+        let text = std::fs::read_to_string(&list)
+            .with_context(|| format!("reading {} (made by hack/images.sh)", list.display()))?;
+        let name_of = |file: &str| -> Result<String> {
+            let name = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(f, _)| *f == file)
+                .map(|(_, name)| name.trim().to_owned())
+                .with_context(|| format!("{} names no {file}", list.display()))?;
+            if !dir.join(file).is_file() {
+                bail!("{} lists {file}, which is missing", list.display());
+            }
+            Ok(name)
+        };
+        Ok(Images {
+            dir: dir.to_owned(),
+            pause: name_of("pause.tar")?,
+            busybox: name_of("busybox.tar")?,
+            rovn: name_of("rovn.tar")?,
+        })
+    }
+
+    /// The directory holding the archives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Name of the pause image (containerd's sandbox image), e.g. `rovn.local/pause:1`.
+    pub fn pause(&self) -> &str {
+        &self.pause
+    }
+
+    /// Name of the workload image (busybox: `sh`, `ping`, `nc`, `httpd`, ...).
+    pub fn busybox(&self) -> &str {
+        &self.busybox
+    }
+
+    /// Name of the rovn image (`rovn-controller`, `rovn-agent`, `rovn-cni`), as `deploy/` uses it.
+    pub fn rovn(&self) -> &str {
+        &self.rovn
+    }
+
+    /// The archives with their image names: pause, busybox, rovn.
+    pub fn archives(&self) -> [(PathBuf, &str); 3] {
+        [
+            (self.dir.join("pause.tar"), self.pause.as_str()),
+            (self.dir.join("busybox.tar"), self.busybox.as_str()),
+            (self.dir.join("rovn.tar"), self.rovn.as_str()),
+        ]
+    }
+}
+
+/// The workspace's root directory (this crate is `crates/testenv` in it).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
