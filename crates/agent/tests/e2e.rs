@@ -222,6 +222,22 @@ async fn pods_and_vms_through_neutron_routers() {
     assert!(blocked(vm_b, &web.ip), "VM B reached pod A");
     assert!(blocked(vm_a, &db.ip), "VM A reached pod B");
 
+    // The agent records the sandbox's container id in the pod's IP resource (in the
+    // background after ADD; checked while the pod, and so its IP resource, exists).
+    eventually(
+        "the agent records the sandbox container id in the IP resource",
+        || async {
+            let ip = cluster.ips().get_opt("web.net2").await;
+            match ip {
+                Ok(Some(ip)) if ip.spec.container_id == web.attachment.container_id => Ok(()),
+                Ok(Some(ip)) => Err(format!("containerID {:?}", ip.spec.container_id)),
+                Ok(None) => Err("no IP resource web.net2".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+
     // CHECK holds; DEL removes veth and OVS port; deleting the pod releases the address.
     let host_if = web.result["interfaces"][0]["name"]
         .as_str()
@@ -244,14 +260,6 @@ async fn pods_and_vms_through_neutron_routers() {
         .await
         .expect("delete pod");
     let ips = cluster.ips();
-    eventually(
-        "the agent records the sandbox container id in the IP resource",
-        || async {
-            let ip = ips.get_opt("web.net2").await.ok().flatten()?;
-            (ip.spec.container_id == web.attachment.container_id).then_some(())
-        },
-    )
-    .await;
     eventually("the pod's IP resource released", || async {
         ips.get_opt("web.net2")
             .await

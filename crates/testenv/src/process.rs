@@ -38,7 +38,8 @@ use nix::unistd::Pid;
 
 use crate::poll::{Outcome, wait_until};
 
-/// How long a daemon gets to exit after SIGTERM when dropped, before it is killed.
+/// How long a daemon gets to exit after SIGTERM when stopped (or dropped), before it is
+/// killed, unless its spec says otherwise.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Lines of each of a daemon's files shown in error messages.
@@ -54,6 +55,7 @@ pub struct DaemonSpec {
     output: PathBuf,
     log: Option<PathBuf>,
     ovs_dirs: bool,
+    stop_grace: Duration,
 }
 
 impl DaemonSpec {
@@ -68,6 +70,7 @@ impl DaemonSpec {
             output: dir.join(format!("{name}.log")),
             log: None,
             ovs_dirs: false,
+            stop_grace: STOP_GRACE,
         }
     }
 
@@ -80,6 +83,19 @@ impl DaemonSpec {
     /// Appends arguments.
     pub fn args<S: Into<OsString>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Its stdout and stderr go to `path` instead of `<dir>/<name>.log`.
+    pub fn log_to(mut self, path: &Path) -> Self {
+        self.output = path.to_path_buf();
+        self
+    }
+
+    /// How long [`Daemon::stop`] (and so a drop) waits after SIGTERM before SIGKILL;
+    /// 5 s unless set.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -255,9 +271,10 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon with SIGTERM (SIGKILL after a grace period) and reaps it.
+    /// Stops the daemon with SIGTERM (SIGKILL after its [stop grace](DaemonSpec::stop_grace))
+    /// and reaps it.
     pub fn stop(&mut self) {
-        if self.child.is_some() && self.terminate(STOP_GRACE).is_err() {
+        if self.child.is_some() && self.terminate(self.spec.stop_grace).is_err() {
             self.kill();
         }
     }

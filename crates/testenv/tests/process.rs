@@ -76,6 +76,29 @@ fn a_daemon_that_dies_before_it_is_ready_fails_the_wait_at_once() {
     );
 }
 
+#[test]
+fn a_daemon_ignoring_sigterm_is_killed_after_its_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("elsewhere.out");
+    let mut daemon = Daemon::spawn(
+        DaemonSpec::new("stubborn", dir.path(), "sh")
+            .args(["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
+            .log_to(&log)
+            .stop_grace(Duration::from_millis(200)),
+    )
+    .unwrap();
+    daemon
+        .wait_ready(BOUND, "the trap set", || {
+            std::fs::read_to_string(&log).is_ok_and(|out| out.contains("ready"))
+        })
+        .unwrap();
+    assert!(daemon.terminate(Duration::from_millis(200)).is_err());
+    let started = Instant::now();
+    daemon.stop();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(daemon.exit_status().and_then(|s| s.signal()), Some(9));
+}
+
 /// SIGTERM's number.
 fn libc_sigterm() -> i32 {
     nix::sys::signal::Signal::SIGTERM as i32

@@ -49,7 +49,7 @@ pub fn allocated(pod: &Pod) -> bool {
 
 /// The network the controller records for a pod on `logical_switch`: MAC `mac`, one
 /// address `address` with its Subnet's prefix (`10.0.2.5/24`) and `gateway` — what a test
-/// playing the controller writes with [`Cluster::annotate_pod`](super::Cluster::annotate_pod).
+/// playing the controller writes with [`Cluster::annotate_pod`](super::cluster::Cluster::annotate_pod).
 pub fn pod_network(
     logical_switch: &str,
     mac: &str,
