@@ -8,8 +8,9 @@
 #                                            applet as a symlink in /bin (sh, ping, nc, httpd, ...)
 #   rovn.tar     rovn.local/rovn:<version>   rovn-controller, rovn-agent and rovn-cni in
 #                                            /usr/local/bin, the shared libraries ldd lists for
-#                                            them, and busybox (the agent DaemonSet's init
-#                                            container installs rovn-cni with its sh and cp)
+#                                            them, busybox (the agent DaemonSet's init
+#                                            container installs rovn-cni with its sh and cp),
+#                                            /var/run -> /run
 #   images.txt   "<file> <image name>" per line
 #
 # Import one into containerd with `ctr -n k8s.io images import <dir>/rovn.tar`; pods use the
@@ -39,7 +40,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERE="$ROOT/hack/images"
 
 # Bump when the way an image is assembled changes in a way the hashed inputs do not show.
-RECIPE=1
+RECIPE=2
 PAUSE_TAG=1
 BUSYBOX=/usr/bin/busybox
 
@@ -185,8 +186,10 @@ if [[ ! -f "$rovn_tar" ]]; then
 	for lib in "${libs[@]}"; do
 		files+=(--file "$lib=$(readlink -f "$lib"):0755")
 	done
+	# /var/run -> /run as on the hosts: the runtime names pod network namespaces
+	# /var/run/netns/..., deploy/ mounts the host's /run/netns and /run/openvswitch.
 	oci --name "$ROVN_NAME" --out "$rovn_tar" --env PATH=/usr/local/bin:/bin \
-		"${files[@]}" "${BUSYBOX_FILES[@]}" "${ACCOUNTS[@]}" --dir /run
+		"${files[@]}" "${BUSYBOX_FILES[@]}" "${ACCOUNTS[@]}" --dir /run --symlink /var/run=../run
 fi
 
 # --- the set -------------------------------------------------------------------

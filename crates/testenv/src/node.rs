@@ -152,6 +152,7 @@ pub struct NodeEnv {
     kubelet_healthz_port: u16,
     cgroup_root: String,
     sysctls: SavedSysctls,
+    startup: Duration,
     stopped: bool,
     // Removed last, after every daemon has stopped and every mount under it is gone.
     dir: TempDir,
@@ -267,15 +268,13 @@ impl NodeEnv {
             kubelet_healthz_port,
             cgroup_root,
             sysctls,
+            startup: Duration::ZERO,
             stopped: false,
             dir,
         };
         env.wait_kubelet_ready()?;
         env.wait_control_plane_ready()?;
-        std::fs::write(
-            env.dir().join("started-in"),
-            format!("{:?}\n", started.elapsed()),
-        )?;
+        env.startup = started.elapsed();
         Ok(env)
     }
 
@@ -332,6 +331,12 @@ impl NodeEnv {
                 holder("kube-scheduler")
             })?;
         Ok(())
+    }
+
+    /// How long [`NodeEnvBuilder::start`] took (images, OVN, control plane, containerd,
+    /// kubelet, until ready).
+    pub fn startup_time(&self) -> Duration {
+        self.startup
     }
 
     /// The API server and etcd.

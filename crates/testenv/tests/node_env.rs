@@ -17,9 +17,10 @@ fn kubelet_runs_a_pod_and_nothing_is_left() -> anyhow::Result<()> {
     let started = Instant::now();
     let node = NodeEnv::builder().start()?;
     eprintln!(
-        "node {} started in {:?} (dir {})",
+        "node {} started in {:?} ({:?} in NodeEnv::start; dir {})",
         node.node_name(),
         started.elapsed(),
+        node.startup_time(),
         node.dir().display()
     );
 

@@ -69,6 +69,17 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     assert!(out.contains("hello from busybox"), "{out}");
     assert!(out.contains("BusyBox"), "{out}");
 
+    // The rovn image: /var/run is /run (the hosts' layout deploy/ relies on).
+    let out = containerd.run(
+        images.rovn(),
+        "rovn-layout",
+        &["sh", "-c", "readlink /var/run; id -un"],
+    )?;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["../run", "root"]
+    );
+
     // The rovn image: the three binaries run with the libraries the image carries.
     for bin in ["rovn-controller", "rovn-agent", "rovn-cni"] {
         let id = format!("rovn-{bin}");
