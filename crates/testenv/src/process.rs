@@ -340,7 +340,7 @@ type SpawnRequest = (Command, Sender<io::Result<Child>>);
 /// Spawns `cmd` from the process-lifetime spawner thread. The child gets SIGKILL when
 /// that thread, i.e. the test process, ends (even when its owner is never dropped, like
 /// the shared Kubernetes environment, or the test process is killed).
-fn spawn_with_parent_death_signal(mut cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_with_parent_death_signal(mut cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = channel::<SpawnRequest>();

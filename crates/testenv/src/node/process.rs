@@ -5,12 +5,8 @@
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -23,38 +19,7 @@ const LOG_TAIL_LINES: usize = 40;
 /// How often readiness probes run.
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 
-type SpawnRequest = (Command, Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from a thread that lives as long as the process: the parent-death signal
-/// fires when the forking *thread* exits, so a short-lived test thread must not fork.
-fn spawn_with_parent_death_signal(mut cmd: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("testenv-node-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawning the testenv node spawner thread");
-        Mutex::new(tx)
-    });
-    // SAFETY: the hook only calls prctl(2), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
-    }
-    let (reply_tx, reply_rx) = channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("the node spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("the node spawner thread did not answer"))?
-}
+use crate::process::spawn_with_parent_death_signal;
 
 /// A daemon command line: program, arguments, working directory, log file.
 #[derive(Debug, Clone)]
