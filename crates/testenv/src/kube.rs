@@ -61,20 +61,7 @@ fn find_k8s_bins() -> Result<PathBuf> {
         Some(dir) => PathBuf::from(dir),
         None => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/k8s-bins.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "{} failed ({}); see its output above",
-                    script.display(),
-                    out.status
-                );
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+            crate::process::run_dir_script(&script, &[])?
         }
     };
     for bin in ["kube-apiserver", "kubectl", "etcd"] {

@@ -369,6 +369,30 @@ pub(crate) fn spawn_with_parent_death_signal(mut cmd: Command) -> io::Result<Chi
         .map_err(|_| io::Error::other("testenv spawner thread did not answer"))?
 }
 
+/// Runs `bash script` with `env` (its stderr shown), for the `hack/` scripts that print the
+/// directory of what they made as their last line of stdout; returns that directory.
+pub fn run_dir_script(script: &Path, env: &[(&str, &OsStr)]) -> Result<PathBuf> {
+    let mut command = Command::new("bash");
+    command.arg(script).stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}); see its output above",
+            script.display(),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(PathBuf::from(
+        stdout.lines().last().unwrap_or_default().trim(),
+    ))
+}
+
 /// Sets the OVS/OVN directory variables of `cmd` to `dir`.
 pub(crate) fn set_rundirs(cmd: &mut Command, dir: &Path) {
     for var in ["OVS_RUNDIR", "OVN_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR"] {

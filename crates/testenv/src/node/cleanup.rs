@@ -150,54 +150,38 @@ fn remove_cgroup_dir(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// Pids of the processes whose `/proc/<pid>` directory satisfies `keep`.
+fn pids_where(keep: impl Fn(i32, &Path) -> bool) -> BTreeSet<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            keep(pid, &entry.path()).then_some(pid)
+        })
+        .collect()
+}
+
 /// Pids of processes whose command line contains `needle` (e.g. a containerd socket path
 /// that every shim of that containerd is started with).
 pub(crate) fn pids_with_arg(needle: &str) -> BTreeSet<i32> {
-    let mut pids = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline
-            .split(|b| *b == 0)
-            .any(|arg| String::from_utf8_lossy(arg).contains(needle))
-        {
-            pids.insert(pid);
-        }
-    }
-    pids
+    pids_where(|_, dir| {
+        std::fs::read(dir.join("cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        })
+    })
 }
 
 /// Pids of the live processes whose command name (`/proc/<pid>/comm`) is `name`.
 pub(crate) fn pids_named(name: &str) -> BTreeSet<i32> {
-    let mut pids = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name && !process_gone(pid) {
-            pids.insert(pid);
-        }
-    }
-    pids
+    pids_where(|pid, dir| {
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        comm.trim() == name && !process_gone(pid)
+    })
 }
 
 /// SIGKILLs `pids` (never this process).

@@ -2,7 +2,6 @@
 //! workload image and the rovn image, built from the workspace's own binaries.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,22 +41,9 @@ impl Images {
             .parent()
             .context("the workspace binaries have no directory")?;
         let script = workspace_root().join("hack/images.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("ROVN_BIN_DIR", bin_dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed ({}); see its output above",
-                script.display(),
-                out.status
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let dir = stdout.lines().last().unwrap_or_default().trim();
-        Self::from_dir(Path::new(dir))
+        let dir =
+            crate::process::run_dir_script(&script, &[("ROVN_BIN_DIR", bin_dir.as_os_str())])?;
+        Self::from_dir(&dir)
     }
 
     /// The images in `dir`, a directory printed by `hack/images.sh` (its `images.txt` names
