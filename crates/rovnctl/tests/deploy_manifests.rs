@@ -23,12 +23,13 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     // annotations written with Patch::Merge.
     ("", "namespaces", &["list", "watch", "patch"]),
     // import.rs/vpc.rs/subnet.rs: watchers and Controllers on ctx.vpcs() (list + watch),
-    // get_opt in subnet.rs, server-side apply of imported and default Vpcs and the finalizer
+    // get_opt in subnet.rs, server-side apply of imported and default Vpcs (patch, and
+    // create: an apply that makes a new object is authorized as create) and the finalizer
     // patches (patch), deleting an imported Vpc whose router is gone (delete).
     (
         "kubeovn.io",
         "vpcs",
-        &["get", "list", "watch", "patch", "delete"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     // import.rs/vpc.rs apply_status: Vpc status by server-side apply.
     ("kubeovn.io", "vpcs/status", &["patch"]),

@@ -15,8 +15,10 @@
 //! `hack/k8s-bins.sh` (which builds them once into a cache). There is no
 //! controller-manager or scheduler: tests set `spec.nodeName` themselves and
 //! delete what they create. The `ServiceAccount` admission plugin is off (no
-//! controller creates the `default` service accounts). The client
-//! authenticates with a certificate of group `system:masters`.
+//! controller creates the `default` service accounts) unless started with
+//! [`KubeEnv::start_with_service_accounts`] (the real node, whose
+//! controller-manager creates them). The client authenticates with a
+//! certificate of group `system:masters`.
 //!
 //! Starting blocks (`std::process`); [`KubeEnv::client`] is async and makes a
 //! new client for the calling tokio runtime.
@@ -92,11 +94,22 @@ pub struct KubeEnv {
 impl KubeEnv {
     /// Starts a new environment owned by the caller.
     pub fn start() -> Result<Self> {
+        Self::start_new(Admission::WithoutServiceAccounts)
+    }
+
+    /// Starts a new environment with the `ServiceAccount` admission plugin: pods get their
+    /// ServiceAccount's token (in-cluster clients work), and a pod whose ServiceAccount does
+    /// not exist is refused, so a controller-manager must create them.
+    pub fn start_with_service_accounts() -> Result<Self> {
+        Self::start_new(Admission::WithServiceAccounts)
+    }
+
+    fn start_new(admission: Admission) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("rovn-kube-")
             .tempdir()
             .context("creating the environment's directory")?;
-        Self::start_in(dir)
+        Self::start_in(dir, admission)
     }
 
     /// The environment shared by all tests of this process, started on first
@@ -112,19 +125,19 @@ impl KubeEnv {
                     .prefix(&format!("{SHARED_DIR_PREFIX}{}-", std::process::id()))
                     .tempdir()
                     .context("creating the shared environment's directory")
-                    .and_then(Self::start_in)
+                    .and_then(|dir| Self::start_in(dir, Admission::WithoutServiceAccounts))
                     .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| anyhow!("starting the shared Kubernetes test environment: {e}"))
     }
 
-    fn start_in(dir: TempDir) -> Result<Self> {
+    fn start_in(dir: TempDir, admission: Admission) -> Result<Self> {
         let bins = k8s_bins()?;
         let certs = Certs::generate(dir.path())?;
         let (etcd, etcd_url) = start_etcd(dir.path(), &bins)?;
         let (apiserver, server_url, kubeconfig) =
-            start_apiserver(dir.path(), &bins, &certs, &etcd_url)?;
+            start_apiserver(dir.path(), &bins, &certs, &etcd_url, admission)?;
         Ok(Self {
             apiserver,
             etcd,
@@ -182,6 +195,13 @@ impl KubeEnv {
     pub fn apiserver_log_tail(&self) -> String {
         self.apiserver.log_tail()
     }
+}
+
+/// Whether the API server runs the `ServiceAccount` admission plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    WithServiceAccounts,
+    WithoutServiceAccounts,
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the daemon binds it later).
@@ -282,6 +302,7 @@ fn start_apiserver(
     bins: &Path,
     certs: &Certs,
     etcd_url: &str,
+    admission: Admission,
 ) -> Result<(Daemon, String, PathBuf)> {
     let kubeconfig = dir.join("kubeconfig");
     let (apiserver, server_url) = retry_port_races(
@@ -290,7 +311,7 @@ fn start_apiserver(
             let server_url = format!("https://127.0.0.1:{port}");
             write_kubeconfig(&kubeconfig, &server_url, certs)?;
             let path = |p: &Path| p.display().to_string();
-            let args = vec![
+            let mut args = vec![
                 format!("--etcd-servers={etcd_url}"),
                 "--bind-address=127.0.0.1".into(),
                 "--advertise-address=127.0.0.1".into(),
@@ -304,11 +325,13 @@ fn start_apiserver(
                 format!("--service-account-signing-key-file={}", path(&certs.sa_key)),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--authorization-mode=RBAC".into(),
-                "--disable-admission-plugins=ServiceAccount".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
                 "--v=1".into(),
             ];
+            if admission == Admission::WithoutServiceAccounts {
+                args.push("--disable-admission-plugins=ServiceAccount".into());
+            }
             let mut apiserver = Daemon::spawn(
                 DaemonSpec::new("kube-apiserver", dir, bins.join("kube-apiserver")).args(args),
             )?;

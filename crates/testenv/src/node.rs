@@ -49,6 +49,7 @@ mod containerd;
 mod images;
 mod kubelet;
 mod process;
+mod rovn;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ use tempfile::TempDir;
 
 pub use containerd::{Containerd, ContainerdSettings, K8S_NAMESPACE};
 pub use images::Images;
+pub use rovn::{NAMESPACE as ROVN_NAMESPACE, RovnInstall};
 
 use crate::kube::{KubeEnv, k8s_bins};
 use crate::ovn::{OvnEnv, OvnEnvBuilder};
@@ -164,6 +166,12 @@ impl NodeEnv {
         NodeEnvBuilder::default()
     }
 
+    /// The node name used when [`NodeEnvBuilder::node_name`] is not given (e.g. to name the
+    /// node's OVN chassis like the node).
+    pub fn default_node_name() -> String {
+        kubelet::default_node_name()
+    }
+
     fn start_with(builder: NodeEnvBuilder) -> Result<Self> {
         let started = Instant::now();
         sweep_stale_environments();
@@ -211,7 +219,7 @@ impl NodeEnv {
 
         // OVN first: the chassis is there before any pod can need it.
         let ovn = builder.ovn.map(OvnEnvBuilder::start).transpose()?;
-        let kube = KubeEnv::start()?;
+        let kube = KubeEnv::start_with_service_accounts()?;
         ensure_shared_netns_dir()?;
 
         let cni_bin_dir = root.join("cni/bin");

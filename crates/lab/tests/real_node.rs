@@ -1,0 +1,351 @@
+//! The seed scenario on a real node, no stand-ins: kubelet and containerd run the pods,
+//! `rovn-cni` is called by containerd, rovn is installed with `kubectl apply -k` of
+//! `deploy/` (an overlay pointing it at this machine), "Neutron" (`testenv::neutron`)
+//! made a tenant with a VM.
+//!
+//! - the controller and agent pods become Ready, the Node Ready;
+//! - Subnet net2 on the imported Neutron router, a Deployment of 3 workload pods in
+//!   namespace net2: Running, each `status.podIP` its rovn address in 10.0.2.0/24;
+//! - `kubectl exec`: a pod pings another; a new connection to the VM is dropped by
+//!   `neutron_pg_drop` until the security-group rule admits the pod CIDR, then passes; the VM
+//!   pings every pod;
+//! - a pod with a static address annotation gets it;
+//! - the agent pod deleted (the DaemonSet recreates it) and kubelet restarted: the running
+//!   pods stay connected, untouched;
+//! - scaling down: containerd calls CNI DEL, the pods' OVS ports, logical switch ports and
+//!   addresses are released;
+//! - no row Neutron owns is changed by rovn.
+
+use std::time::{Duration, Instant};
+
+use testenv::neutron::NeutronRows;
+use testenv::node::{NodeEnv, ROVN_NAMESPACE, RovnInstall};
+use testenv::ovn::OvnEnv;
+use testenv::poll::{HANG_GUARD, wait_until};
+use testenv::stack::Tenant;
+
+const NS: &str = "net2";
+const NET2: &str = "10.0.2.0/24";
+const STATIC_IP: &str = "10.0.2.77";
+/// Pings that must fail: this many attempts of one second each.
+const NEGATIVE_ATTEMPTS: u32 = 2;
+/// Start-up of everything (images, daemons, rovn's pods) on a loaded two-core machine.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn kubectl(node: &NodeEnv, args: &[&str]) -> String {
+    node.kubectl(args)
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e:#}"))
+}
+
+/// `name podIP ip_address-annotation` of the Running pods of the Deployment `web`.
+fn web_pods(node: &NodeEnv) -> Vec<(String, String, String)> {
+    let template = r#"jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP} {.metadata.annotations.ovn\.kubernetes\.io/ip_address}{"\n"}{end}"#;
+    kubectl(
+        node,
+        &["-n", NS, "get", "pods", "-l", "app=web", "-o", template],
+    )
+    .lines()
+    .filter_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [name, "Running", ip, annotated] => {
+                Some((name.to_string(), ip.to_string(), annotated.to_string()))
+            }
+            _ => None,
+        }
+    })
+    .collect()
+}
+
+/// One ping from `pod` (in net2) to `ip` through `kubectl exec`.
+fn pod_pings(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    node.kubectl(&[
+        "-n", NS, "exec", pod, "--", "ping", "-c", "1", "-W", "1", ip,
+    ])
+    .is_ok()
+}
+
+/// `pod` reaches `ip` (retried: the first ARP exchange can take a moment).
+fn pod_reaches(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    wait_until(Duration::from_secs(30), &format!("{pod} -> {ip}"), || {
+        pod_pings(node, pod, ip)
+    })
+    .is_ok()
+}
+
+fn pod_blocked(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    (0..NEGATIVE_ATTEMPTS).all(|_| !pod_pings(node, pod, ip))
+}
+
+/// `restartCount` of every container of the net2 pods, by pod.
+fn restarts(node: &NodeEnv) -> String {
+    let template = r#"jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[*].restartCount} {.status.podIP};{end}"#;
+    kubectl(node, &["-n", NS, "get", "pods", "-o", template])
+}
+
+fn lsp_exists(ovn: &OvnEnv, name: &str) -> bool {
+    let out = ovn
+        .nbctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Logical_Switch_Port",
+            &format!("name={name}"),
+        ])
+        .expect("ovn-nbctl find");
+    !out.trim().is_empty()
+}
+
+fn ovs_port_exists(ovn: &OvnEnv, iface_id: &str) -> bool {
+    let out = ovn
+        .vsctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Interface",
+            &format!("external_ids:iface-id={iface_id}"),
+        ])
+        .expect("ovs-vsctl find");
+    !out.trim().is_empty()
+}
+
+#[test]
+fn seed_scenario_on_a_real_node_installed_from_deploy() {
+    let started = Instant::now();
+    let node_name = NodeEnv::default_node_name();
+    let mut node = NodeEnv::builder()
+        .ovn(OvnEnv::builder().nb_tcp().chassis(&node_name))
+        .start()
+        .expect("the node");
+    let node_ready = started.elapsed();
+    let ovn = node.ovn().expect("OVN");
+    let a = Tenant::create(ovn, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
+    let neutron = NeutronRows::snapshot(ovn).expect("Neutron rows");
+
+    let rovn = RovnInstall::apply(&node, INSTALL_TIMEOUT).expect("rovn installed from deploy/");
+    eprintln!(
+        "node up in {node_ready:?}, rovn installed and Ready in {:?}",
+        rovn.install_time()
+    );
+    let vpc = a.router.lr_name();
+    wait_until(HANG_GUARD, &format!("Vpc {vpc} imported"), || {
+        node.kubectl(&["get", "vpc", &vpc, "-o", "jsonpath={.status}"])
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
+
+    // Subnet net2 on the imported router, bound to namespace net2.
+    node.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n\
+         apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: {NS}}}\n\
+         spec: {{vpc: {vpc}, cidrBlock: {NET2}, namespaces: [{NS}]}}\n"
+    ))
+    .expect("namespace and Subnet");
+    kubectl(
+        &node,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "subnet/net2",
+            "--timeout=120s",
+        ],
+    );
+
+    // A Deployment of 3 workload pods.
+    let busybox = node.images().busybox().to_owned();
+    let deployment = format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: web
+          image: {busybox}
+          imagePullPolicy: Never
+          command: ["sleep", "3600"]
+"#
+    );
+    let applied = Instant::now();
+    node.apply(&deployment).expect("Deployment web");
+    node.kubectl(&[
+        "-n",
+        NS,
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=180s",
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", rovn.describe(&node), node.log_tails()));
+    eprintln!("3 pods Running {:?} after apply", applied.elapsed());
+    let pods = web_pods(&node);
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for (name, ip, annotated) in &pods {
+        assert!(ip.starts_with("10.0.2."), "{name}: podIP {ip}");
+        assert_eq!(ip, annotated, "{name}: podIP is rovn's address");
+    }
+    eprintln!(
+        "{}",
+        kubectl(&node, &["-n", NS, "get", "pods", "-o", "wide"])
+    );
+    let (p0, p1, p2) = (&pods[0], &pods[1], &pods[2]);
+
+    // Pod to pod; pod to VM only once the security group admits the pod CIDR; VM to pods.
+    assert!(
+        pod_reaches(&node, &p0.0, &p1.1),
+        "{} cannot reach {}\n{}",
+        p0.0,
+        p1.0,
+        rovn.describe(&node)
+    );
+    assert!(
+        pod_blocked(&node, &p0.0, &a.vm_port.ip),
+        "a pod reached the VM without a security-group rule"
+    );
+    neutron
+        .neutron_writes(ovn, "A's security group admits 10.0.2.0/24", || {
+            a.sg.add_rule_allowing(ovn, NET2)
+        })
+        .unwrap();
+    assert!(
+        pod_reaches(&node, &p0.0, &a.vm_port.ip),
+        "pod cannot reach the VM with the rule"
+    );
+    for (name, ip, _) in &pods {
+        assert!(a.vm.ping(ip), "the VM cannot reach {name} at {ip}");
+    }
+
+    // A static address.
+    node.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: fixed
+  namespace: {NS}
+  annotations: {{ovn.kubernetes.io/ip_address: "{STATIC_IP}"}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: fixed
+      image: {busybox}
+      imagePullPolicy: Never
+      command: ["sleep", "3600"]
+"#
+    ))
+    .expect("pod fixed");
+    node.wait_pod_running(NS, "fixed", HANG_GUARD)
+        .expect("pod fixed Running");
+    let fixed_ip = kubectl(
+        &node,
+        &[
+            "-n",
+            NS,
+            "get",
+            "pod",
+            "fixed",
+            "-o",
+            "jsonpath={.status.podIP}",
+        ],
+    );
+    assert_eq!(fixed_ip, STATIC_IP);
+    assert!(a.vm.ping(STATIC_IP), "the VM cannot reach the static pod");
+    assert!(pod_reaches(&node, &p2.0, STATIC_IP));
+
+    // The agent pod deleted and recreated: running pods stay connected and untouched.
+    let before = restarts(&node);
+    let agent = rovn.agent_pod(&node).expect("agent pod");
+    kubectl(
+        &node,
+        &["-n", ROVN_NAMESPACE, "delete", "pod", &agent, "--wait=true"],
+    );
+    wait_until(HANG_GUARD, "a new agent pod Ready", || {
+        rovn.agent_pod(&node)
+            .ok()
+            .filter(|p| *p != agent)
+            .filter(|_| {
+                node.kubectl(&[
+                    "-n",
+                    ROVN_NAMESPACE,
+                    "rollout",
+                    "status",
+                    "daemonset/rovn-agent",
+                    "--watch=false",
+                ])
+                .is_ok_and(|s| s.contains("successfully rolled out"))
+            })
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
+    for (name, ip, _) in &pods {
+        assert!(
+            a.vm.ping(ip),
+            "after the agent's restart the VM cannot reach {name}"
+        );
+    }
+    assert!(pod_reaches(&node, &p1.0, &p2.1));
+
+    // kubelet restarted: the same.
+    node.restart_kubelet().expect("kubelet restarted");
+    for (name, ip, _) in &pods {
+        assert!(
+            a.vm.ping(ip),
+            "after kubelet's restart the VM cannot reach {name}"
+        );
+    }
+    assert!(pod_reaches(&node, &p2.0, &p0.1));
+    assert_eq!(restarts(&node), before, "pods restarted or changed address");
+
+    let ovn = node.ovn().expect("OVN");
+
+    // Scaling down: CNI DEL through containerd releases ports and addresses.
+    kubectl(
+        &node,
+        &["-n", NS, "scale", "deployment/web", "--replicas=1"],
+    );
+    let gone: Vec<String> = wait_until(HANG_GUARD, "two web pods deleted", || {
+        let left = kubectl(
+            &node,
+            &[
+                "-n",
+                NS,
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+        );
+        let left: Vec<&str> = left.split_whitespace().collect();
+        let gone: Vec<String> = pods
+            .iter()
+            .map(|p| p.0.clone())
+            .filter(|p| !left.contains(&p.as_str()))
+            .collect();
+        (gone.len() == 2).then_some(gone)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    for pod in &gone {
+        let port = api::pod_network::port_name(NS, pod);
+        wait_until(HANG_GUARD, &format!("{port} released"), || {
+            let ip_gone = node
+                .kubectl(&["get", "ips", &port, "--ignore-not-found", "-o", "name"])
+                .is_ok_and(|s| s.trim().is_empty());
+            (!ovs_port_exists(ovn, &port) && !lsp_exists(ovn, &port) && ip_gone).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
+    }
+    let (kept, kept_ip, _) = &web_pods(&node)[0];
+    assert!(
+        a.vm.ping(kept_ip),
+        "the VM cannot reach {kept} after the scale-down"
+    );
+
+    neutron.assert_unchanged(ovn, "end of the real-node scenario");
+    eprintln!("scenario passed in {:?}", started.elapsed());
+}
