@@ -86,7 +86,7 @@ impl RovnInstall {
             host_netns: format!("/run/netns/{netns}"),
             run_dir: run_dir.clone(),
             cni_bin_dir: node.cni_bin_dir(),
-                cni_conf_dir: node.cni_conf_dir(),
+            cni_conf_dir: node.cni_conf_dir(),
             api_host,
             api_port,
         };
@@ -304,7 +304,10 @@ mod tests {
     #[test]
     fn relative_paths_climb_to_the_common_ancestor() {
         assert_eq!(
-            relative_path(Path::new("/tmp/node/rovn-deploy"), Path::new("/work/main/deploy")),
+            relative_path(
+                Path::new("/tmp/node/rovn-deploy"),
+                Path::new("/work/main/deploy")
+            ),
             PathBuf::from("../../../work/main/deploy")
         );
         assert_eq!(
