@@ -2,6 +2,7 @@
 //! CRI plugin with our sandbox image and CNI directories, runc with the cgroupfs driver.
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use super::cleanup;
 use super::process::{Daemon, Spec, log_tail, run};
+use crate::kube::free_port;
 
 /// How long containerd gets to answer on its socket.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,6 +42,7 @@ pub struct Containerd {
     socket: PathBuf,
     ctr: PathBuf,
     cgroup_parent: String,
+    metrics: SocketAddr,
     stopped: bool,
 }
 
@@ -53,7 +56,8 @@ impl Containerd {
             .with_context(|| format!("resolving {}", dir.display()))?;
         let socket = dir.join("containerd.sock");
         let config = dir.join("config.toml");
-        std::fs::write(&config, config_toml(&dir, &socket, settings))
+        let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        std::fs::write(&config, config_toml(&dir, &socket, metrics, settings))
             .with_context(|| format!("writing {}", config.display()))?;
         let containerd = which("containerd")?;
         let ctr = which("ctr")?;
@@ -82,6 +86,7 @@ impl Containerd {
             socket,
             ctr,
             cgroup_parent,
+            metrics,
             stopped: false,
         })
     }
@@ -99,6 +104,17 @@ impl Containerd {
     /// containerd's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// containerd's Prometheus metrics (`/v1/metrics`), e.g.
+    /// `containerd_cri_network_plugin_operations_duration_seconds_seconds`: how long the CNI
+    /// plugins took as containerd saw them, by `operation_type` (`SetUpPod`, `TearDownPod`).
+    pub fn metrics(&self) -> Result<String> {
+        match crate::http::http_get(self.metrics, "/v1/metrics") {
+            Some((200, body)) => Ok(body),
+            Some((code, body)) => anyhow::bail!("containerd /v1/metrics answered {code}: {body}"),
+            None => anyhow::bail!("containerd /v1/metrics on {} did not answer", self.metrics),
+        }
     }
 
     /// containerd's log file.
@@ -237,7 +253,12 @@ fn network_namespace_path(info: &Value) -> Option<PathBuf> {
 /// with our sandbox image, runc through the v2 shim with the cgroupfs driver and its state in
 /// `dir`, and `restrict_oom_score_adj` (no CAP_SYS_RESOURCE here: kubelet's -998 for
 /// sandboxes could not be applied).
-fn config_toml(dir: &Path, socket: &Path, settings: &ContainerdSettings) -> String {
+fn config_toml(
+    dir: &Path,
+    socket: &Path,
+    metrics: SocketAddr,
+    settings: &ContainerdSettings,
+) -> String {
     let q = |p: &Path| toml_string(&p.display().to_string());
     format!(
         r#"version = 2
@@ -250,6 +271,9 @@ oom_score = 0
 
 [ttrpc]
   address = {ttrpc}
+
+[metrics]
+  address = "{metrics}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = {opt}
@@ -329,6 +353,7 @@ mod tests {
         let text = config_toml(
             Path::new("/tmp/x"),
             Path::new("/tmp/x/c.sock"),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 1338)),
             &ContainerdSettings {
                 sandbox_image: "rovn.local/pause:1".into(),
                 cni_bin_dir: "/tmp/x/cni/bin".into(),
@@ -338,5 +363,6 @@ mod tests {
         assert!(text.contains(r#"sandbox_image = "rovn.local/pause:1""#));
         assert!(text.contains(r#"bin_dir = "/tmp/x/cni/bin""#));
         assert!(text.contains(r#"runtime_type = "io.containerd.runc.v2""#));
+        assert!(text.contains(r#"address = "127.0.0.1:1338""#));
     }
 }
