@@ -5,13 +5,17 @@
 #   sudo hack/lab.sh           # set up, check, then stay up for manual use until Ctrl-C
 #   sudo hack/lab.sh --once    # set up, check, tear down; exit non-zero if a check failed
 #
-# Builds the workspace binaries (rovn-controller, rovn-agent, rovn-cni, rovnctl, rovn-lab),
-# the Go-built Kubernetes binaries (kube-apiserver, etcd, kubectl via hack/k8s-bins.sh,
-# cached under ~/.cache/rovn), then runs rovn-lab, which starts OVN (NB, SB, northd, a
-# chassis with the userspace datapath), etcd + kube-apiserver, a Neutron Zed tenant with a
-# VM, rovn-controller and rovn-agent, and plugs a pod through rovn-cni. Needs root and the
-# Debian packages .ci/run installs. CARGO_TARGET_DIR is honoured; other arguments go to
-# rovn-lab (see `rovn-lab --help`).
+# On a fresh Debian 12 machine this alone is enough (as root, with Rust and Go installed):
+# it installs the Debian packages it needs (hack/deps.sh: OVN/OVS, containerd, runc, CNI
+# plugins, ...), builds the workspace binaries (rovn-controller, rovn-agent, rovn-cni,
+# rovnctl, rovn-lab), the Go-built Kubernetes binaries (kube-apiserver, etcd, kubectl,
+# kubelet, kube-controller-manager, kube-scheduler via hack/k8s-bins.sh, cached under
+# ~/.cache/rovn; the first build takes a while), then runs rovn-lab, which builds the images
+# (hack/images.sh: pause, busybox, rovn; cached), starts a real node (OVN NB, SB, northd and
+# the node's chassis with the userspace datapath; etcd, kube-apiserver, the controller-manager,
+# the scheduler, containerd, kubelet), a Neutron Zed tenant with a VM, installs rovn with
+# `kubectl apply -k` of deploy/, and runs a workload Deployment in namespace net2 on Subnet
+# net2. CARGO_TARGET_DIR is honoured; other arguments go to rovn-lab (`rovn-lab --help`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +26,11 @@ die() {
 }
 
 [[ ${EUID} -eq 0 ]] || die "must run as root (the lab creates network namespaces and runs OVS/OVN daemons)"
+command -v cargo >/dev/null || die "Rust (cargo) is required: install it with rustup"
+command -v go >/dev/null || die "Go is required (it builds the Kubernetes binaries)"
+
+echo "==> hack/deps.sh" >&2
+bash hack/deps.sh
 
 echo "==> cargo build --bins" >&2
 cargo build --bins

@@ -1,35 +1,34 @@
-//! The lab: the whole stack started on this machine, the seed scenario walked through as a
-//! user (`kubectl`), kubelet (`rovn-cni`) and Neutron would do it, and the teardown.
+//! The lab: a real Kubernetes node on this machine (kubelet, containerd, the control plane,
+//! OVN), rovn installed on it from `deploy/`, the seed scenario walked through as a user
+//! (`kubectl`) and Neutron would do it, and the teardown.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde_json::Value;
+use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
-use testenv::kube::{KubeEnv, k8s_bins};
-use testenv::netns::Netns;
+use testenv::kube::k8s_bins;
 use testenv::neutron::NeutronRows;
+use testenv::node::{NodeEnv, ROVN_NAMESPACE, RovnInstall};
 use testenv::ovn::OvnEnv;
-use testenv::poll::{HANG_GUARD, wait_until_async};
-use testenv::stack::{
-    AgentProcess, Attachment, Cluster, ControllerOptions, ControllerProcess, Tenant, workspace_bin,
-};
+use testenv::poll::{HANG_GUARD, wait_until};
+use testenv::stack::{Tenant, workspace_bin};
 
 use crate::checks::Report;
 
-/// The chassis (and Kubernetes node) name.
-const NODE: &str = "lab-node";
 /// Tenant A's network and VM address.
 const NET1: &str = "10.0.1.0/24";
 const VM_IP: &str = "10.0.1.50";
 /// The Kubernetes subnet attached to tenant A's router, its name and namespace.
 const NET2: &str = "10.0.2.0/24";
 const SUBNET: &str = "net2";
-/// The pod the lab plugs.
-const POD: &str = "web";
+/// The workload Deployment in net2 and its replicas.
+const DEPLOYMENT: &str = "web";
+const REPLICAS: usize = 2;
 /// Pings that must fail: this many attempts of one second each.
 const NEGATIVE_ATTEMPTS: u32 = 2;
+/// How long the node and rovn get to come up (a cold start on two loaded cores).
+const INSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The lab's own files: a temporary directory (removed at the end unless kept), or the
 /// directory given with `--dir`.
@@ -60,27 +59,21 @@ impl LabDir {
     }
 }
 
-/// The pod `net2/web` as the lab (playing kubelet) plugged it with `rovn-cni`.
-struct LabPod {
-    attachment: Attachment,
-    /// The ADD result.
-    result: Value,
-    /// Its IPv4 address.
+/// A workload pod of the Deployment: its name and rovn address.
+struct WebPod {
+    name: String,
     ip: String,
-    netns: Netns,
 }
 
-/// The running lab. Fields drop in order: the pod and rovn's processes before the
-/// daemons they use.
+/// The running lab. Fields drop in order: the VM before the node (whose OVN it is
+/// plugged into).
 pub struct Lab {
-    pod: LabPod,
-    agent: AgentProcess,
-    controller: ControllerProcess,
+    pods: Vec<WebPod>,
+    rovn: RovnInstall,
     /// Neutron's rows as the lab (playing Neutron) last left them.
     neutron: NeutronRows,
     tenant: Tenant,
-    kube: KubeEnv,
-    ovn: OvnEnv,
+    node: NodeEnv,
     dir: LabDir,
 }
 
@@ -95,28 +88,42 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 }
 
 impl Lab {
-    /// Starts everything and plugs the pod: OVN (NB, SB, northd, a chassis), etcd and
-    /// kube-apiserver with the CRDs, tenant A written as Neutron writes it,
-    /// rovn-controller, rovn-agent; then waits for the router's Vpc, applies Subnet net2
-    /// with kubectl, creates pod net2/web and plugs it through rovn-cni.
+    /// Starts everything: the node (OVN with the node's chassis, etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler, containerd, kubelet), tenant A written as
+    /// Neutron writes it, rovn installed with `kubectl apply -k` of `deploy/`; then waits
+    /// for the router's Vpc, applies Subnet net2 and a Deployment in namespace net2, and
+    /// waits until its pods run.
     pub async fn start(dir: Option<PathBuf>) -> Result<Self> {
         let dir = LabDir::new(dir)?;
         println!("rovn lab: files in {}", dir.path.display());
+        blocking(|| Self::start_blocking(dir))
+    }
 
+    fn start_blocking(dir: LabDir) -> Result<Self> {
+        let node_name = NodeEnv::default_node_name();
         step(&format!(
-            "OVN: NB, SB, ovn-northd and chassis {NODE} (ovs-vswitchd, userspace datapath; ovn-controller)"
+            "Node {node_name}: OVN (NB, SB, ovn-northd, chassis {node_name}: ovs-vswitchd with \
+             the userspace datapath, ovn-controller), etcd, kube-apiserver, \
+             kube-controller-manager, kube-scheduler, containerd, kubelet"
         ));
-        let ovn = blocking(|| OvnEnv::builder().chassis(NODE).start()).context("starting OVN")?;
-        step("Kubernetes: etcd and kube-apiserver, the kubeovn.io/v1 CRDs");
-        let kube = blocking(KubeEnv::start).context("starting the API server")?;
-        let cluster = Cluster::connect(&kube).await?;
-        cluster.install_crds().await?;
+        let node = NodeEnv::builder()
+            .ovn(OvnEnv::builder().nb_tcp().chassis(&node_name))
+            .start()
+            .context("starting the node")?;
+        println!(
+            "  up in {:.1} s; images {}, {}, {} imported into containerd",
+            node.startup_time().as_secs_f64(),
+            node.images().pause(),
+            node.images().busybox(),
+            node.images().rovn()
+        );
+        let ovn = node.ovn().context("the node has no OVN")?;
 
         step(&format!(
             "Neutron (Zed): router-a, network net-a {NET1}, VM vm-a {VM_IP} in a security group"
         ));
-        let tenant = blocking(|| Tenant::create(&ovn, "a", NET1, VM_IP))
-            .context("creating tenant A as Neutron would")?;
+        let tenant =
+            Tenant::create(ovn, "a", NET1, VM_IP).context("creating tenant A as Neutron would")?;
         println!(
             "  router {} ({}), VM port {} on {}, VM netns {}",
             tenant.router.lr_name(),
@@ -125,28 +132,33 @@ impl Lab {
             tenant.network.ls_name(),
             tenant.vm.netns().name()
         );
-        let neutron = blocking(|| NeutronRows::snapshot(&ovn))?;
+        let neutron = NeutronRows::snapshot(ovn)?;
 
-        step("rovn-controller and rovn-agent");
-        let options = ControllerOptions {
-            log_dir: Some(dir.path.clone()),
-            ..ControllerOptions::default()
-        };
-        let mut controller =
-            ControllerProcess::start_with(&ovn.nb_remote(), kube.kubeconfig(), "lab", &options)?;
-        let agent_args = AgentProcess::chassis_args(kube.kubeconfig(), NODE, &ovn)?;
-        let agent = blocking(|| AgentProcess::start(&dir.path, &agent_args))?;
+        step("Install rovn: kubectl apply -k deploy/ (an overlay pointing it at this node)");
+        let rovn = RovnInstall::apply(&node, INSTALL_TIMEOUT)?;
         println!(
-            "  rovn-controller log: {}\n  rovn-agent log:      {}",
-            controller.process.log_path().display(),
-            agent.process.log_path().display()
+            "  $ kubectl apply -k {}   (resources: deploy/)",
+            rovn.overlay_dir().display()
         );
+        println!(
+            "  controller and agent Ready, node Ready in {:.1} s",
+            rovn.install_time().as_secs_f64()
+        );
+        kubectl_shown(&node, &["-n", ROVN_NAMESPACE, "get", "pods", "-o", "wide"])?;
 
         let vpc = tenant.router.lr_name();
         step(&format!("The router appears as Vpc {vpc}"));
-        wait_vpc(&cluster, &vpc, &mut controller).await?;
-        println!("  $ kubectl get vpc {vpc}");
-        print_indented(&kube.kubectl(&["get", "vpc", &vpc])?);
+        wait_until(
+            HANG_GUARD,
+            &format!("router {vpc} imported as a Vpc"),
+            || {
+                node.kubectl(&["get", "vpc", &vpc, "-o", "jsonpath={.status}"])
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            },
+        )
+        .with_context(|| rovn.describe(&node))?;
+        kubectl_shown(&node, &["get", "vpc", &vpc])?;
 
         step(&format!(
             "User: Subnet {SUBNET} ({NET2}) on Vpc {vpc} for namespace {SUBNET}"
@@ -154,81 +166,100 @@ impl Lab {
         let subnet_yaml = dir.path.join("subnet-net2.yaml");
         std::fs::write(&subnet_yaml, subnet_manifest(&vpc))?;
         print_indented(&subnet_manifest(&vpc));
-        kubectl_shown(&kube, &["create", "namespace", SUBNET])?;
-        kubectl_shown(&kube, &["apply", "-f", &subnet_yaml.display().to_string()])?;
+        kubectl_shown(&node, &["create", "namespace", SUBNET])?;
+        kubectl_shown(&node, &["apply", "-f", &subnet_yaml.display().to_string()])?;
         let timeout = format!("--timeout={}s", HANG_GUARD.as_secs());
         kubectl_shown(
-            &kube,
+            &node,
             &["wait", "--for=condition=Ready", "subnet/net2", &timeout],
         )?;
 
         step(&format!(
-            "User: pod {SUBNET}/{POD}; the lab plays kubelet and plugs it with rovn-cni"
+            "User: Deployment {SUBNET}/{DEPLOYMENT}, {REPLICAS} pods of {}; kubelet runs them \
+             through containerd, which calls rovn-cni",
+            node.images().busybox()
         ));
-        let pod_yaml = dir.path.join("pod-web.yaml");
-        std::fs::write(&pod_yaml, pod_manifest())?;
-        kubectl_shown(&kube, &["create", "-f", &pod_yaml.display().to_string()])?;
-        let netns = blocking(Netns::new)?;
-        let attachment = Attachment {
-            socket: agent.socket.clone(),
-            container_id: format!("lab-{POD}"),
-            netns: format!("/var/run/netns/{}", netns.name()),
-            namespace: SUBNET.to_owned(),
-            pod: POD.to_owned(),
-        };
-        let result = blocking(|| attachment.add()).with_context(|| {
-            format!(
-                "rovn-cni ADD; rovn-agent log tail:\n{}",
-                agent.process.log_tail()
-            )
-        })?;
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .and_then(|a| a.split('/').next())
-            .with_context(|| format!("no address in the ADD result {result}"))?
-            .to_owned();
-        println!(
-            "  rovn-cni ADD: eth0 {} via {} in netns {}, host end {}",
-            result["ips"][0]["address"].as_str().unwrap_or_default(),
-            result["ips"][0]["gateway"].as_str().unwrap_or_default(),
-            netns.name(),
-            result["interfaces"][0]["name"].as_str().unwrap_or_default(),
-        );
+        let deployment_yaml = dir.path.join("deployment-web.yaml");
+        let manifest = deployment_manifest(node.images().busybox());
+        std::fs::write(&deployment_yaml, &manifest)?;
+        print_indented(&manifest);
+        kubectl_shown(
+            &node,
+            &["apply", "-f", &deployment_yaml.display().to_string()],
+        )?;
+        let rollout = node.kubectl(&[
+            "-n",
+            SUBNET,
+            "rollout",
+            "status",
+            &format!("deployment/{DEPLOYMENT}"),
+            &timeout,
+        ]);
+        if let Err(e) = rollout {
+            bail!("{e:#}\n{}\n{}", rovn.describe(&node), node.log_tails());
+        }
+        kubectl_shown(&node, &["-n", SUBNET, "get", "pods", "-o", "wide"])?;
+        let pods = web_pods(&node)?;
         Ok(Self {
-            pod: LabPod {
-                attachment,
-                result,
-                ip,
-                netns,
-            },
-            agent,
-            controller,
+            pods,
+            rovn,
             neutron,
             tenant,
-            kube,
-            ovn,
+            node,
             dir,
         })
     }
 
     /// Shows what a user would look at and checks the seed scenario with real packets:
-    /// VM → pod works, pod → VM is dropped by `neutron_pg_drop` until a security-group
-    /// rule admits the subnet, then works.
+    /// the pods run on their rovn addresses, reach each other, the VM reaches them, a new
+    /// connection to the VM is dropped by `neutron_pg_drop` until a security-group rule
+    /// admits the subnet, then works; rovn changed no row of Neutron's.
     pub async fn walk_through(&self) -> Result<Report> {
+        blocking(|| self.walk_through_blocking())
+    }
+
+    fn walk_through_blocking(&self) -> Result<Report> {
         let mut report = Report::default();
+        let node = &self.node;
+        let ovn = node.ovn().context("the node has no OVN")?;
         step("What a user sees");
-        println!("  $ kubectl get vpc,subnet,ip");
-        print_indented(&self.kube.kubectl(&["get", "vpc,subnet,ip"])?);
-        println!("  $ kubectl -n {SUBNET} get pod {POD} (annotations)");
-        print_indented(&self.kube.kubectl(&[
+        kubectl_shown(node, &["get", "vpc,subnet,ip"])?;
+        let first = &self.pods[0];
+        println!(
+            "  $ kubectl -n {SUBNET} get pod {} (annotations)",
+            first.name
+        );
+        print_indented(&node.kubectl(&[
             "-n",
             SUBNET,
             "get",
             "pod",
-            POD,
+            &first.name,
             "-o",
             r#"go-template={{range $k, $v := .metadata.annotations}}{{$k}}: {{$v}}{{"\n"}}{{end}}"#,
         ])?);
+        let annotated = node.kubectl(&[
+            "-n",
+            SUBNET,
+            "get",
+            "pods",
+            "-l",
+            &format!("app={DEPLOYMENT}"),
+            "-o",
+            r#"jsonpath={range .items[*]}{.status.podIP}={.metadata.annotations.ovn\.kubernetes\.io/ip_address} {end}"#,
+        ])?;
+        report.check(
+            &format!(
+                "{REPLICAS} pods Running, each podIP its rovn address in {NET2}: {}",
+                annotated.trim()
+            ),
+            self.pods.len() == REPLICAS
+                && annotated.split_whitespace().count() == REPLICAS
+                && annotated.split_whitespace().all(|pair| {
+                    pair.split_once('=')
+                        .is_some_and(|(ip, rovn)| ip == rovn && ip.starts_with("10.0.2."))
+                }),
+        );
 
         let vm_port = self.tenant.vm_port.port_id.clone();
         let diagnosis = self.diagnose()?;
@@ -238,36 +269,44 @@ impl Lab {
         );
 
         step("Packets");
-        let (pod, vm) = (&self.pod, self.tenant.vm.netns());
-        let vm_to_pod = blocking(|| vm.ping(&pod.ip));
+        let vm = self.tenant.vm.netns();
+        let vm_to_pods = self.pods.iter().all(|p| vm.ping(&p.ip));
         report.check(
-            &format!("VM {VM_IP} -> pod {}: ping answered", pod.ip),
-            vm_to_pod,
+            &format!("VM {VM_IP} -> every pod: ping answered (ip netns exec)"),
+            vm_to_pods,
         );
-        let pod_to_vm = blocking(|| pod.netns.ping_with_attempts(VM_IP, NEGATIVE_ATTEMPTS));
+        let second = &self.pods[self.pods.len() - 1];
+        report.check(
+            &format!(
+                "pod {} -> pod {} ({}): ping answered (kubectl exec)",
+                first.name, second.name, second.ip
+            ),
+            pod_reaches(node, &first.name, &second.ip),
+        );
         report.check(
             &format!(
                 "pod {} -> VM {VM_IP} without a rule: dropped by neutron_pg_drop",
-                pod.ip
+                first.name
             ),
-            !pod_to_vm,
+            pod_blocked(node, &first.name, VM_IP),
         );
-
         report.check_result(
-            "no row Neutron owns changed (rovn's set-up, the pod plugged)",
-            blocking(|| self.neutron.check(&self.ovn)),
+            "no row Neutron owns changed (rovn installed, pods running)",
+            self.neutron.check(ovn),
         );
 
         step(&format!(
             "Neutron: openstack security group rule create --ingress --ethertype IPv4 --remote-ip {NET2} {}",
             self.tenant.sg.id
         ));
-        blocking(|| self.tenant.sg.add_rule_allowing(&self.ovn, NET2))?;
-        blocking(|| self.neutron.retake(&self.ovn))?;
-        let pod_to_vm = blocking(|| pod.netns.ping(VM_IP));
+        self.tenant.sg.add_rule_allowing(ovn, NET2)?;
+        self.neutron.retake(ovn)?;
         report.check(
-            &format!("pod {} -> VM {VM_IP} with the rule: ping answered", pod.ip),
-            pod_to_vm,
+            &format!(
+                "pod {} -> VM {VM_IP} with the rule: ping answered (kubectl exec)",
+                first.name
+            ),
+            pod_reaches(node, &first.name, VM_IP),
         );
         let diagnosis = self.diagnose()?;
         report.check(
@@ -276,7 +315,7 @@ impl Lab {
         );
         report.check_result(
             "no row Neutron owns changed (after Neutron's rule)",
-            blocking(|| self.neutron.check(&self.ovn)),
+            self.neutron.check(ovn),
         );
         report.print_summary();
         Ok(report)
@@ -285,8 +324,8 @@ impl Lab {
     /// Runs `rovnctl diagnose --subnet net2`, prints and returns its output.
     fn diagnose(&self) -> Result<String> {
         let rovnctl = workspace_bin("rovnctl", "rovnctl")?;
-        let kubeconfig = self.kube.kubeconfig().display().to_string();
-        let nb = self.ovn.nb_remote();
+        let kubeconfig = self.node.kube().kubeconfig().display().to_string();
+        let nb = self.node.ovn().context("the node has no OVN")?.nb_remote();
         println!("  $ rovnctl diagnose --subnet {SUBNET} --kubeconfig {kubeconfig} --ovn-nb {nb}");
         let out = Command::new(&rovnctl)
             .args(["diagnose", "--subnet", SUBNET, "--kubeconfig", &kubeconfig])
@@ -310,96 +349,113 @@ impl Lab {
         let kubectl = k8s_bins()
             .map(|bins| bins.join("kubectl").display().to_string())
             .unwrap_or_else(|_| "kubectl".to_owned());
-        let chassis = self.ovn.dir().join("chassis");
+        let Some(ovn) = self.node.ovn() else {
+            return;
+        };
+        let first = &self.pods[0];
         println!(
             "\nThe lab is up. Poke at it as root from another shell:\n\
              \n  export KUBECONFIG={kubeconfig}\
-             \n  {kubectl} get vpc,subnet,ip\
-             \n  {kubectl} -n {SUBNET} get pod {POD} -o yaml\
+             \n  {kubectl} get nodes,vpc,subnet,ip\
+             \n  {kubectl} -n {SUBNET} get pods -o wide\
+             \n  {kubectl} -n {SUBNET} exec {pod} -- ping -c 3 {VM_IP}      # from a pod\
+             \n  ip netns exec {vm_ns} ping {pod_ip}        # from the VM\
+             \n  {kubectl} -n {SUBNET} scale deployment/{DEPLOYMENT} --replicas=4\
+             \n  {kubectl} -n {ROVN_NAMESPACE} logs deployment/rovn-controller\
+             \n  {kubectl} -n {ROVN_NAMESPACE} logs daemonset/rovn-agent\
              \n  ovn-nbctl --db={nb} show\
              \n  ovn-sbctl --db={sb} show\
              \n  ovs-vsctl --db={ovs} show\
-             \n  ip netns exec {pod_ns} ping {VM_IP}        # from the pod\
-             \n  ip netns exec {vm_ns} ping {pod_ip}        # from the VM\
              \n  {rovnctl} diagnose --subnet {SUBNET} --kubeconfig {kubeconfig} --ovn-nb {nb}\
-             \n\nLogs:\
-             \n  rovn-controller  {controller_log}\
-             \n  rovn-agent       {agent_log}\
-             \n  OVN daemons      {ovn_dir} (chassis: {chassis})\
-             \n  etcd, apiserver  {kube_dir}\
+             \n\nFiles:\
+             \n  rovn's install overlay  {overlay}\
+             \n  node (kubelet, containerd, control plane logs)  {node_dir}\
+             \n  OVN daemons  {ovn_dir}\
+             \n  lab manifests  {lab_dir}\
              \n\nPress Ctrl-C to tear everything down.",
-            kubeconfig = self.kube.kubeconfig().display(),
-            nb = self.ovn.nb_remote(),
-            sb = self.ovn.sb_remote().unwrap_or_default(),
-            ovs = self.ovn.ovs_remote().unwrap_or_default(),
-            pod_ns = self.pod.netns.name(),
+            kubeconfig = self.node.kube().kubeconfig().display(),
+            pod = first.name,
+            pod_ip = first.ip,
             vm_ns = self.tenant.vm.netns().name(),
-            pod_ip = self.pod.ip,
+            nb = ovn.nb_remote(),
+            sb = ovn.sb_remote().unwrap_or_default(),
+            ovs = ovn.ovs_remote().unwrap_or_default(),
             rovnctl = workspace_bin("rovnctl", "rovnctl")
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "rovnctl".to_owned()),
-            controller_log = self.controller.process.log_path().display(),
-            agent_log = self.agent.process.log_path().display(),
-            ovn_dir = self.ovn.dir().display(),
-            chassis = chassis.display(),
-            kube_dir = self.kube.dir().display(),
+            overlay = self.rovn.overlay_dir().display(),
+            node_dir = self.node.dir().display(),
+            ovn_dir = ovn.dir().display(),
+            lab_dir = self.dir.path.display(),
         );
     }
 
-    /// Fails when rovn-controller or rovn-agent has exited.
-    pub fn check_running(&mut self) -> Result<()> {
-        self.controller.process.check_running()?;
-        self.agent.process.check_running()
+    /// Fails when rovn's controller or agent pod no longer runs.
+    pub fn check_running(&self) -> Result<()> {
+        blocking(|| {
+            self.rovn.controller_pod(&self.node)?;
+            self.rovn.agent_pod(&self.node).map(drop)
+        })
     }
 
-    /// Keeps the lab's directory (logs, manifests) after the teardown.
+    /// Keeps the lab's directory (manifests) after the teardown.
     pub fn keep_files(&mut self) {
         if let Some(temp) = self.dir.temp.take() {
             println!("rovn-lab: keeping {}", temp.keep().display());
         }
     }
 
-    /// Unplugs the pod (CNI DEL) when `unplug`, then stops everything that was started, in
-    /// order.
-    pub async fn teardown(self, unplug: bool) {
-        if unplug {
-            let pod = &self.pod;
-            if let Err(e) = blocking(|| pod.attachment.del(Some(&pod.result))) {
-                eprintln!("rovn-lab: CNI DEL of the pod: {e:#}");
-            }
-        }
+    /// Stops everything that was started, in order (the node removes its pods through
+    /// containerd).
+    pub async fn teardown(self) {
         blocking(|| drop(self));
         println!("rovn-lab: stopped.");
     }
 }
 
-/// Waits until the controller is ready and has imported router `name` as a Vpc (with a
-/// status); the controller exiting meanwhile ends the wait at once.
-async fn wait_vpc(cluster: &Cluster, name: &str, controller: &mut ControllerProcess) -> Result<()> {
-    controller.wait_ready().await?;
-    let process = &mut controller.process;
-    let what = format!("router {name} imported as a Vpc");
-    let imported = wait_until_async(HANG_GUARD, &what, || {
-        let exited = process.check_running().err();
-        async move {
-            match exited {
-                Some(e) => Some(Err(e)),
-                None => {
-                    let vpc = cluster.vpc(name).await.ok().flatten();
-                    vpc.filter(|v| v.status.is_some()).map(|_| Ok(()))
-                }
-            }
-        }
-    })
-    .await;
-    match imported {
-        // Imported, or the controller's exit (with its log tail).
-        Ok(done) => done,
-        Err(timeout) => Err(anyhow!(
-            "{timeout:#}; rovn-controller log tail:\n{}",
-            controller.process.log_tail()
-        )),
+/// The Deployment's Running pods with their addresses.
+fn web_pods(node: &NodeEnv) -> Result<Vec<WebPod>> {
+    let out = node.kubectl(&[
+        "-n",
+        SUBNET,
+        "get",
+        "pods",
+        "-l",
+        &format!("app={DEPLOYMENT}"),
+        "--field-selector=status.phase=Running",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}"#,
+    ])?;
+    let pods: Vec<WebPod> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, ip)| WebPod {
+            name: name.to_owned(),
+            ip: ip.trim().to_owned(),
+        })
+        .collect();
+    if pods.is_empty() {
+        bail!("no Running pod of deployment/{DEPLOYMENT}");
     }
+    Ok(pods)
+}
+
+/// One ping from `pod` (in net2) to `ip` through `kubectl exec`.
+fn pod_pings(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    node.kubectl(&[
+        "-n", SUBNET, "exec", pod, "--", "ping", "-c", "1", "-W", "1", ip,
+    ])
+    .is_ok()
+}
+
+/// `pod` reaches `ip` (retried a few times: the first ARP exchange can take a moment).
+fn pod_reaches(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    (0..5).any(|_| pod_pings(node, pod, ip))
+}
+
+/// `pod` does not reach `ip` in [`NEGATIVE_ATTEMPTS`] tries.
+fn pod_blocked(node: &NodeEnv, pod: &str, ip: &str) -> bool {
+    (0..NEGATIVE_ATTEMPTS).all(|_| !pod_pings(node, pod, ip))
 }
 
 /// Subnet net2 on Vpc `vpc`, bound to namespace net2.
@@ -410,18 +466,21 @@ fn subnet_manifest(vpc: &str) -> String {
     )
 }
 
-/// Pod net2/web on the lab's node (there is no scheduler; no runtime pulls the image).
-fn pod_manifest() -> String {
+/// The workload Deployment in net2 (the image is imported into containerd, never pulled).
+fn deployment_manifest(image: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {SUBNET}\nspec:\n  \
-         nodeName: {NODE}\n  containers:\n  - name: main\n    image: registry.k8s.io/pause:3.10\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {DEPLOYMENT}\n  namespace: \
+         {SUBNET}\nspec:\n  replicas: {REPLICAS}\n  selector:\n    matchLabels: {{app: \
+         {DEPLOYMENT}}}\n  template:\n    metadata:\n      labels: {{app: {DEPLOYMENT}}}\n    \
+         spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: web\n        \
+         image: {image}\n        imagePullPolicy: Never\n        command: [httpd, -f, -p, \"8080\"]\n"
     )
 }
 
 /// Runs `kubectl args…`, showing the command and its output.
-fn kubectl_shown(kube: &KubeEnv, args: &[&str]) -> Result<()> {
+fn kubectl_shown(node: &NodeEnv, args: &[&str]) -> Result<()> {
     println!("  $ kubectl {}", args.join(" "));
-    print_indented(&kube.kubectl(args)?);
+    print_indented(&node.kubectl(args)?);
     Ok(())
 }
 

@@ -3,10 +3,10 @@
 //! checks with `--once`). Needs root (network namespaces, OVS) and the workspace binaries
 //! (`hack/lab.sh` builds them and runs this).
 //!
-//! The stack: OVN NB/SB/northd and a chassis (`testenv::ovn`), etcd + kube-apiserver
-//! (`testenv::kube`), a Neutron Zed tenant with a VM (`testenv::stack::Tenant`),
-//! `rovn-controller` and `rovn-agent` as child processes (`testenv::stack`); the lab plays
-//! the user (`kubectl`) and kubelet (it calls `rovn-cni`).
+//! The stack: a real node (`testenv::node`: OVN NB/SB/northd and the node's chassis, etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet), a Neutron
+//! Zed tenant with a VM (`testenv::stack::Tenant`), rovn installed from `deploy/`
+//! (`testenv::node::RovnInstall`); the lab plays the user (`kubectl`) and Neutron.
 
 mod checks;
 mod lab;
@@ -22,8 +22,8 @@ use tokio::sync::watch;
 
 use lab::Lab;
 
-/// How often the lab looks whether rovn-controller and rovn-agent still run.
-const LIVENESS_PERIOD: Duration = Duration::from_secs(1);
+/// How often the lab looks whether rovn's controller and agent pods still run.
+const LIVENESS_PERIOD: Duration = Duration::from_secs(5);
 
 /// The whole rovn stack on this machine, walked through the seed scenario.
 #[derive(Parser)]
@@ -32,8 +32,8 @@ struct Flags {
     /// Exit after the checks (non-zero if one failed) instead of staying up.
     #[arg(long)]
     once: bool,
-    /// Directory for the lab's files (controller and agent logs, manifests); default: a new
-    /// temporary directory, removed at the end unless a check failed.
+    /// Directory for the lab's files (the manifests it applies); default: a new temporary
+    /// directory, removed at the end unless a check failed.
     #[arg(long)]
     dir: Option<PathBuf>,
 }
@@ -63,7 +63,7 @@ async fn run(flags: Flags) -> Result<ExitCode> {
         report = lab.walk_through() => report?.passed(),
         _ = stop.changed() => {
             eprintln!("rovn-lab: interrupted during the checks; tearing down");
-            lab.teardown(unplug(&stop)).await;
+            lab.teardown().await;
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -77,20 +77,20 @@ async fn run(flags: Flags) -> Result<ExitCode> {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = ticker.tick() => if let Err(e) = lab.check_running() {
-                    // A Ctrl-C stops rovn's processes too: a stop, not a crash.
+                    // A Ctrl-C stops the node's daemons too: a stop, not a crash.
                     if stop.has_changed().unwrap_or(true) {
                         break;
                     }
                     eprintln!("rovn-lab: {e:#}");
                     lab.keep_files();
-                    lab.teardown(true).await;
+                    lab.teardown().await;
                     return Ok(ExitCode::FAILURE);
                 },
             }
         }
         println!("\nStopping: tearing the lab down...");
     }
-    lab.teardown(unplug(&stop)).await;
+    lab.teardown().await;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
@@ -98,33 +98,17 @@ async fn run(flags: Flags) -> Result<ExitCode> {
     })
 }
 
-/// What stops the lab.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    /// SIGINT: a Ctrl-C on the terminal, which reaches every process of its group
-    /// (rovn-agent and the daemons stop by themselves).
-    Interrupt,
-    /// SIGTERM.
-    Terminate,
-}
-
 /// A channel set once SIGINT or SIGTERM arrives.
-fn stop_signal() -> Result<watch::Receiver<Option<Stop>>> {
+fn stop_signal() -> Result<watch::Receiver<bool>> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let (tx, rx) = watch::channel(None);
+    let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let stop = tokio::select! {
-            _ = interrupt.recv() => Stop::Interrupt,
-            _ = terminate.recv() => Stop::Terminate,
-        };
-        let _ = tx.send(Some(stop));
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let _ = tx.send(true);
     });
     Ok(rx)
-}
-
-/// Whether the teardown unplugs the pod through rovn-agent first: not after a Ctrl-C,
-/// which stopped the agent too.
-fn unplug(stop: &watch::Receiver<Option<Stop>>) -> bool {
-    *stop.borrow() != Some(Stop::Interrupt)
 }

@@ -1,6 +1,7 @@
-//! `rovn-lab --once`, the local lab command: sets the whole real stack up, walks through the
-//! seed scenario with all its checks passing, and tears everything down (the pod's and the
-//! VM's network namespaces are gone afterwards).
+//! `rovn-lab --once`, the local lab command: sets the real node up with rovn installed from
+//! `deploy/`, walks through the seed scenario with all its checks passing, and tears
+//! everything down (the VM's network namespace and every pod network namespace containerd
+//! made are gone afterwards).
 
 use std::process::Command;
 
@@ -14,8 +15,18 @@ fn netns_after<'a>(stdout: &'a str, marker: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no '{marker}' in the lab's output:\n{stdout}"))
 }
 
+/// The names `ip netns list` shows.
+fn netns_names() -> Vec<String> {
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
 #[test]
 fn lab_once_passes_its_checks_and_cleans_up() {
+    let before = netns_names();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rovn-lab"))
         .arg("--once")
@@ -30,19 +41,26 @@ fn lab_once_passes_its_checks_and_cleans_up() {
         "rovn-lab --once failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains("All 7 checks passed."), "{stdout}");
+    assert!(stdout.contains("All 9 checks passed."), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    // The pods ran on rovn addresses, shown as a user sees them.
+    assert!(
+        stdout.contains("get pods -o wide") && stdout.contains("10.0.2."),
+        "{stdout}"
+    );
 
-    let pod_netns = netns_after(&stdout, " in netns ");
     let vm_netns = netns_after(&stdout, "VM netns ");
-    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let list = String::from_utf8_lossy(&list.stdout);
-    for netns in [pod_netns, vm_netns] {
-        assert!(
-            !list
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(netns)),
-            "{netns} left behind:\n{list}"
-        );
-    }
+    let after = netns_names();
+    assert!(
+        !after.iter().any(|n| n == vm_netns),
+        "{vm_netns} left behind: {after:?}"
+    );
+    let new_pod_netns: Vec<&String> = after
+        .iter()
+        .filter(|n| n.starts_with("cni-") && !before.contains(n))
+        .collect();
+    assert!(
+        new_pod_netns.is_empty(),
+        "pod network namespaces left behind: {new_pod_netns:?}"
+    );
 }

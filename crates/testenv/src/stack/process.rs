@@ -94,8 +94,6 @@ impl RovnProcess {
 /// How to start a `rovn-controller` beyond its NB remote, kubeconfig and identity.
 #[derive(Clone, Debug, Default)]
 pub struct ControllerOptions {
-    /// Where its log goes; default: [`kept_log_dir`].
-    pub log_dir: Option<PathBuf>,
     /// More flags, e.g. the `--ovn-private-key`/`--ovn-certificate`/`--ovn-ca-cert` of an
     /// `ssl:` remote.
     pub args: Vec<String>,
@@ -147,10 +145,7 @@ impl ControllerProcess {
             .clone()
             .or_else(|| std::env::var("RUST_LOG").ok())
             .unwrap_or_else(|| CONTROLLER_RUST_LOG.to_owned());
-        let log_dir = match &options.log_dir {
-            Some(dir) => dir.clone(),
-            None => kept_log_dir()?,
-        };
+        let log_dir = kept_log_dir()?;
         let program = workspace_bin("controller", "rovn-controller")?;
         let name = format!("rovn-controller-{identity}");
         let process =
