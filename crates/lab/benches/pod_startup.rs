@@ -19,7 +19,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use testenv::node::{NodeEnv, RovnInstall};
+use testenv::install::RovnInstall;
+use testenv::node::NodeEnv;
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until, wait_until_async};
 
@@ -223,7 +224,7 @@ fn main() -> Result<()> {
     }
     let cni_after = cni_set_up(&node.containerd().metrics()?);
     let agent = rovn.agent_pod(&node)?;
-    let agent_log = node.kubectl(&["-n", testenv::node::ROVN_NAMESPACE, "logs", &agent])?;
+    let agent_log = node.kubectl(&["-n", testenv::install::ROVN_NAMESPACE, "logs", &agent])?;
     let adds = agent_add_times(&agent_log);
 
     println!(

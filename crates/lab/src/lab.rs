@@ -7,9 +7,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
+use testenv::install::{ROVN_NAMESPACE, RovnInstall};
 use testenv::kube::k8s_bins;
 use testenv::neutron::NeutronRows;
-use testenv::node::{NodeEnv, ROVN_NAMESPACE, RovnInstall};
+use testenv::node::NodeEnv;
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until};
 use testenv::stack::{Tenant, workspace_bin};

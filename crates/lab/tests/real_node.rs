@@ -18,8 +18,9 @@
 
 use std::time::{Duration, Instant};
 
+use testenv::install::{ROVN_NAMESPACE, RovnInstall};
 use testenv::neutron::NeutronRows;
-use testenv::node::{NodeEnv, ROVN_NAMESPACE, RovnInstall};
+use testenv::node::NodeEnv;
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until};
 use testenv::stack::Tenant;

@@ -1,7 +1,8 @@
 //! Test environments built from real components: OVN/OVS daemons in temp dirs
 //! (`ovn`), certificates from `ovs-pki` (`pki`), pods and VMs as network namespaces
 //! (`netns`), Neutron's rows and the check that rovn never changes them (`neutron`), and,
-//! with the `kube` feature, a real etcd + kube-apiserver (`kube`); the rovn processes of a
+//! with the `kube` feature, a real etcd + kube-apiserver (`kube`), a real Kubernetes node
+//! (`node`) and rovn installed on it from `deploy/` (`install`); the rovn processes of a
 //! whole stack and the Kubernetes side around them, shared by the controller's and the
 //! agent's tests, the benchmarks and the local lab (`stack`); the raw OVSDB writer
 //! benchmarks compare against (`raw_writer`).
@@ -11,6 +12,8 @@
 
 #[cfg(feature = "kube")]
 mod http;
+#[cfg(feature = "kube")]
+pub mod install;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod netns;

@@ -49,7 +49,6 @@ mod containerd;
 mod images;
 mod kubelet;
 mod process;
-mod rovn;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -61,7 +60,6 @@ use tempfile::TempDir;
 
 pub use containerd::{Containerd, ContainerdSettings, K8S_NAMESPACE};
 pub use images::Images;
-pub use rovn::{NAMESPACE as ROVN_NAMESPACE, RovnInstall};
 
 use crate::kube::{KubeEnv, k8s_bins};
 use crate::ovn::{OvnEnv, OvnEnvBuilder};

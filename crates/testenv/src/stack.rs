@@ -41,6 +41,7 @@ mod pods;
 mod process;
 mod tenant;
 
+pub(crate) use binaries::workspace_root;
 pub use binaries::{kept_log_dir, workspace_bin};
 pub use cluster::{Cluster, subnet_ready, subnet_spec, wait_gone};
 pub use cni::{Attachment, CniRun};

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::stack::workspace_bin;
+use crate::stack::{workspace_bin, workspace_root};
 
 /// The image archives of one `hack/images.sh` run and their image names.
 #[derive(Debug, Clone)]
@@ -100,9 +100,4 @@ impl Images {
             (self.dir.join("rovn.tar"), self.rovn.as_str()),
         ]
     }
-}
-
-/// The workspace's root directory (this crate is `crates/testenv` in it).
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

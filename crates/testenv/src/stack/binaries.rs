@@ -118,6 +118,6 @@ fn set_by_cargo_for_the_running_crate(key: &str) -> bool {
 }
 
 /// The workspace's root directory (this crate is `crates/testenv` in it).
-fn workspace_root() -> &'static Path {
+pub(crate) fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }

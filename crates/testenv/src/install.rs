@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::NodeEnv;
-use super::images::workspace_root;
+use crate::node::NodeEnv;
 use crate::poll::wait_until;
+use crate::stack::workspace_root;
 
 /// The namespace `deploy/` installs into.
-pub const NAMESPACE: &str = "rovn-system";
+pub const ROVN_NAMESPACE: &str = "rovn-system";
 /// The controller Deployment and the agent DaemonSet.
 const CONTROLLER: &str = "rovn-controller";
 const AGENT: &str = "rovn-agent";
@@ -115,8 +115,14 @@ impl RovnInstall {
     fn wait_rollout(&self, node: &NodeEnv, what: &str, deadline: Instant) -> Result<()> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         wait_until(timeout, &format!("{what} rolled out"), || {
-            let status =
-                node.kubectl(&["-n", NAMESPACE, "rollout", "status", what, "--watch=false"]);
+            let status = node.kubectl(&[
+                "-n",
+                ROVN_NAMESPACE,
+                "rollout",
+                "status",
+                what,
+                "--watch=false",
+            ]);
             match status {
                 Ok(out) if out.contains("successfully rolled out") => Ok(()),
                 Ok(out) => Err(out.trim().to_owned()),
@@ -154,14 +160,14 @@ impl RovnInstall {
     /// rovn's pods, their conditions and recent logs (for failure messages).
     pub fn describe(&self, node: &NodeEnv) -> String {
         let mut text = node
-            .kubectl(&["-n", NAMESPACE, "get", "pods", "-o", "wide"])
+            .kubectl(&["-n", ROVN_NAMESPACE, "get", "pods", "-o", "wide"])
             .unwrap_or_else(|e| format!("{e:#}"));
         for component in [CONTROLLER, AGENT] {
             let selector = format!("{NAME_LABEL}={component}");
             let logs = node
                 .kubectl(&[
                     "-n",
-                    NAMESPACE,
+                    ROVN_NAMESPACE,
                     "logs",
                     "-l",
                     &selector,
@@ -179,7 +185,7 @@ impl RovnInstall {
 fn component_pod(node: &NodeEnv, component: &str) -> Result<String> {
     let names = node.kubectl(&[
         "-n",
-        NAMESPACE,
+        ROVN_NAMESPACE,
         "get",
         "pods",
         "-l",
@@ -223,7 +229,7 @@ struct OverlaySettings {
 fn overlay_kustomization(s: &OverlaySettings) -> String {
     let socket = s.run_dir.join("cni.sock");
     format!(
-        r#"# rovn from deploy/, pointed at this test node (written by testenv::node::rovn).
+        r#"# rovn from deploy/, pointed at this test node (written by testenv::install).
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -234,7 +240,7 @@ patches:
       kind: ConfigMap
       metadata:
         name: rovn-config
-        namespace: {NAMESPACE}
+        namespace: {ROVN_NAMESPACE}
       data:
         ovn-nb: "{nb}"
         ovs-db: "unix:/run/openvswitch/{ovs_socket}"
@@ -247,7 +253,7 @@ patches:
       kind: ConfigMap
       metadata:
         name: rovn-cni
-        namespace: {NAMESPACE}
+        namespace: {ROVN_NAMESPACE}
       data:
         10-rovn.conflist: |
           {{
@@ -261,7 +267,7 @@ patches:
       kind: Deployment
       metadata:
         name: {CONTROLLER}
-        namespace: {NAMESPACE}
+        namespace: {ROVN_NAMESPACE}
       spec:
         replicas: 1
   - patch: |-
@@ -269,7 +275,7 @@ patches:
       kind: DaemonSet
       metadata:
         name: {AGENT}
-        namespace: {NAMESPACE}
+        namespace: {ROVN_NAMESPACE}
       spec:
         template:
           spec:
