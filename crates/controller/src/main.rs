@@ -88,11 +88,7 @@ async fn lead(
     let pods = ctx.clone();
     writers.spawn(async move { pod::run(pods).await.context("pod reconciler") });
     let services = ctx.clone();
-    writers.spawn(async move {
-        service::run(services)
-            .await
-            .context("Service reconciler")
-    });
+    writers.spawn(async move { service::run(services).await.context("Service reconciler") });
     let namespaces = ctx.clone();
     writers.spawn(async move {
         namespace::run(namespaces).await;

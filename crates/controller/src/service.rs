@@ -38,7 +38,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use ovn::Table;
 use ovn::nb::{LoadBalancer, LoadBalancerGroup, LogicalSwitch};
 use ovn::owned::Kind;
@@ -397,7 +397,10 @@ mod tests {
         assert_eq!(concerns(&delete).service.as_deref(), Some("default/web"));
         let switch = row("net2", &Owner::subnet("net2"));
         let mut unreferenced = (*switch).clone();
-        unreferenced.set("load_balancer_group", ovsdb::Value::set([Uuid::from_u128(2)]));
+        unreferenced.set(
+            "load_balancer_group",
+            ovsdb::Value::set([Uuid::from_u128(2)]),
+        );
         let modify = |old: &Arc<Row>, new: Row| RowEvent::Modify {
             table: LogicalSwitch::NAME.into(),
             old: old.clone(),
@@ -406,7 +409,10 @@ mod tests {
         assert!(concerns(&modify(&switch, unreferenced)).groups);
         let mut ports = (*switch).clone();
         ports.set("ports", ovsdb::Value::set([Uuid::from_u128(3)]));
-        assert!(!concerns(&modify(&switch, ports)).groups, "pods come and go");
+        assert!(
+            !concerns(&modify(&switch, ports)).groups,
+            "pods come and go"
+        );
         let neutron = RowEvent::Delete {
             table: LogicalSwitch::NAME.into(),
             old: Arc::new(Row::new()),

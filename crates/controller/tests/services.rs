@@ -217,7 +217,10 @@ fn service(name: &str, cluster_ip: &str, selector: bool, affinity: bool) -> Serv
             cluster_ip: Some(cluster_ip.into()),
             cluster_ips: Some(vec![cluster_ip.into()]),
             selector: selector.then(|| [("app".to_string(), name.to_string())].into()),
-            ports: Some(vec![port("http", "TCP", 80, HTTP), port("dns", "UDP", 53, DNS)]),
+            ports: Some(vec![
+                port("http", "TCP", 80, HTTP),
+                port("dns", "UDP", 53, DNS),
+            ]),
             session_affinity: Some(if affinity { "ClientIP" } else { "None" }.into()),
             session_affinity_config: affinity.then(|| SessionAffinityConfig {
                 client_ip: Some(ClientIPConfig {
@@ -242,7 +245,10 @@ fn slice(service: &str, endpoints: Vec<Endpoint>) -> EndpointSlice {
             name: Some(format!("{service}-abcde")),
             labels: Some(
                 [
-                    ("kubernetes.io/service-name".to_string(), service.to_string()),
+                    (
+                        "kubernetes.io/service-name".to_string(),
+                        service.to_string(),
+                    ),
                     (
                         "endpointslice.kubernetes.io/managed-by".to_string(),
                         "endpointslice-controller.k8s.io".to_string(),
@@ -296,10 +302,17 @@ async fn wait_not_answered_by(
     name: &str,
     since: Instant,
 ) -> (Duration, String) {
-    let what = format!("tcp {ip}:{port} from {} no longer answered by {name}", from.name);
+    let what = format!(
+        "tcp {ip}:{port} from {} no longer answered by {name}",
+        from.name
+    );
     let answer = eventually(&what, || async {
         let answer = from.ask_once("tcp", ip, port);
-        if answer == name { Err(answer) } else { Ok(answer) }
+        if answer == name {
+            Err(answer)
+        } else {
+            Ok(answer)
+        }
     })
     .await;
     (since.elapsed(), answer)
@@ -362,7 +375,10 @@ async fn cluster_ip_services_with_real_packets() {
     put_slice(&slices, slice("web", vec![web3.endpoint(true)])).await;
     let started = Instant::now();
     wait_answer(&client, "tcp", web_ip, 80, "web3").await;
-    eprintln!("Service created -> first TCP answer: {:?}", started.elapsed());
+    eprintln!(
+        "Service created -> first TCP answer: {:?}",
+        started.elapsed()
+    );
     wait_answer(&client, "udp", web_ip, 53, "web3").await;
 
     // The group of the VPC is on our switches only, never on Neutron's rows.
@@ -407,7 +423,10 @@ async fn cluster_ip_services_with_real_packets() {
     // ClientIP affinity: every connection of the client reaches the same backend.
     let sticky_ip = "10.96.0.21";
     services
-        .create(&PostParams::default(), &service("sticky", sticky_ip, true, true))
+        .create(
+            &PostParams::default(),
+            &service("sticky", sticky_ip, true, true),
+        )
         .await
         .expect("Service sticky");
     put_slice(
@@ -417,7 +436,11 @@ async fn cluster_ip_services_with_real_packets() {
     .await;
     let first = eventually("sticky answered", || async {
         let answer = client.ask_once("tcp", sticky_ip, 80);
-        if answer.starts_with("web") { Ok(answer) } else { Err(answer) }
+        if answer.starts_with("web") {
+            Ok(answer)
+        } else {
+            Err(answer)
+        }
     })
     .await;
     let answers = client.ask("tcp", sticky_ip, 80, 20);
@@ -436,12 +459,18 @@ async fn cluster_ip_services_with_real_packets() {
             &format!("name=\"rovn/service/net2/sticky/tcp/{vpc}\""),
         ])
         .unwrap();
-    assert!(lb.contains("affinity_timeout=600") && lb.contains("ip_src"), "{lb}");
+    assert!(
+        lb.contains("affinity_timeout=600") && lb.contains("ip_src"),
+        "{lb}"
+    );
 
     // Endpoint web3 of Service web made not ready, then removed: traffic to it stops.
     let only3 = "10.96.0.22";
     services
-        .create(&PostParams::default(), &service("only3", only3, true, false))
+        .create(
+            &PostParams::default(),
+            &service("only3", only3, true, false),
+        )
         .await
         .expect("Service only3");
     put_slice(&slices, slice("only3", vec![web3.endpoint(true)])).await;
@@ -474,7 +503,10 @@ async fn cluster_ip_services_with_real_packets() {
     // A Service without a selector and an EndpointSlice made by hand.
     let manual_ip = "10.96.0.23";
     services
-        .create(&PostParams::default(), &service("manual", manual_ip, false, false))
+        .create(
+            &PostParams::default(),
+            &service("manual", manual_ip, false, false),
+        )
         .await
         .expect("Service manual");
     let mut manual = slice("manual", vec![web3.endpoint(true)]);
@@ -493,11 +525,21 @@ async fn cluster_ip_services_with_real_packets() {
     env.ovn.nbctl(&["lb-del", &web_lb]).expect("lb-del");
     eventually("Service web's load balancer restored", || async {
         env.ovn
-            .nbctl(&["--bare", "--columns", "_uuid", "find", "Load_Balancer", &format!("name=\"{web_lb}\"")])
+            .nbctl(&[
+                "--bare",
+                "--columns",
+                "_uuid",
+                "find",
+                "Load_Balancer",
+                &format!("name=\"{web_lb}\""),
+            ])
             .is_ok_and(|uuid| !uuid.trim().is_empty())
     })
     .await;
-    eprintln!("load balancer deleted by another client -> restored after {:?}", since.elapsed());
+    eprintln!(
+        "load balancer deleted by another client -> restored after {:?}",
+        since.elapsed()
+    );
     wait_answer(&client, "tcp", web_ip, 80, "web3").await;
     let since = Instant::now();
     env.ovn
@@ -509,7 +551,10 @@ async fn cluster_ip_services_with_real_packets() {
             .is_ok_and(|groups| groups.trim() != "[]")
     })
     .await;
-    eprintln!("group reference cleared by another client -> restored after {:?}", since.elapsed());
+    eprintln!(
+        "group reference cleared by another client -> restored after {:?}",
+        since.elapsed()
+    );
     wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
 
     // A deleted Service leaves no row behind.

@@ -177,7 +177,11 @@ pub fn plan(
         for &ip in &ips {
             let mut per_vpc = backends(port, ip.is_ipv6(), slices, vpcs, locate, &mut plan);
             for vpc in vpcs {
-                let list: Vec<String> = per_vpc.remove(vpc).unwrap_or_default().into_iter().collect();
+                let list: Vec<String> = per_vpc
+                    .remove(vpc)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 vips.entry((proto, vpc.clone()))
                     .or_default()
                     .insert(socket(ip, port.port), list.join(","));
@@ -246,7 +250,11 @@ mod tests {
         }
     }
 
-    fn slice(family: &str, ports: &[(&str, &str, i32)], endpoints: &[(&str, Option<bool>)]) -> EndpointSlice {
+    fn slice(
+        family: &str,
+        ports: &[(&str, &str, i32)],
+        endpoints: &[(&str, Option<bool>)],
+    ) -> EndpointSlice {
         EndpointSlice {
             address_type: family.to_string(),
             ports: Some(
@@ -295,21 +303,43 @@ mod tests {
     }
 
     fn vips(lb: &LoadBalancer) -> Vec<(&str, &str)> {
-        lb.vips.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        lb.vips
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     #[test]
     fn ports_are_matched_by_name_and_protocol_and_only_ready_endpoints_count() {
         let spec = spec(
             &["10.96.0.10"],
-            vec![port("dns", "UDP", 53), port("dns-tcp", "TCP", 53), port("metrics", "TCP", 9153)],
+            vec![
+                port("dns", "UDP", 53),
+                port("dns-tcp", "TCP", 53),
+                port("metrics", "TCP", 9153),
+            ],
         );
         let slices = [slice(
             "IPv4",
-            &[("dns", "UDP", 5353), ("dns-tcp", "TCP", 5353), ("metrics", "TCP", 9153)],
-            &[("10.0.2.5", Some(true)), ("10.0.2.6", None), ("10.0.2.7", Some(false))],
+            &[
+                ("dns", "UDP", 5353),
+                ("dns-tcp", "TCP", 5353),
+                ("metrics", "TCP", 9153),
+            ],
+            &[
+                ("10.0.2.5", Some(true)),
+                ("10.0.2.6", None),
+                ("10.0.2.7", Some(false)),
+            ],
         )];
-        let plan = plan("kube-system", "dns", &spec, &slices.iter().collect::<Vec<_>>(), &vpcs(&["a"]), &locate);
+        let plan = plan(
+            "kube-system",
+            "dns",
+            &spec,
+            &slices.iter().collect::<Vec<_>>(),
+            &vpcs(&["a"]),
+            &locate,
+        );
         let [tcp, udp] = plan.balancers.as_slice() else {
             panic!("one balancer per protocol: {:?}", plan.balancers);
         };
@@ -323,10 +353,16 @@ mod tests {
             ]
         );
         assert_eq!(udp.protocol.as_deref(), Some("udp"));
-        assert_eq!(vips(udp), [("10.96.0.10:53", "10.0.2.5:5353,10.0.2.6:5353")]);
+        assert_eq!(
+            vips(udp),
+            [("10.96.0.10:53", "10.0.2.5:5353,10.0.2.6:5353")]
+        );
         assert_eq!(tcp.options.get("reject").map(String::as_str), Some("true"));
         assert!(tcp.selection_fields.is_empty() && !tcp.options.contains_key("affinity_timeout"));
-        assert_eq!(Owner::of(&tcp.external_ids), Some(Owner::service("kube-system", "dns")));
+        assert_eq!(
+            Owner::of(&tcp.external_ids),
+            Some(Owner::service("kube-system", "dns"))
+        );
         assert_eq!(tcp.external_ids.get(VPC_KEY).map(String::as_str), Some("a"));
         assert_eq!(plan.endpoint_vpcs, vpcs(&["a"]));
     }
@@ -337,7 +373,12 @@ mod tests {
         let slices = [slice(
             "IPv4",
             &[("http", "TCP", 8080)],
-            &[("10.0.2.5", None), ("10.0.9.5", None), ("192.168.1.10", None), ("10.0.7.7", None)],
+            &[
+                ("10.0.2.5", None),
+                ("10.0.9.5", None),
+                ("192.168.1.10", None),
+                ("10.0.7.7", None),
+            ],
         )];
         let refs: Vec<&EndpointSlice> = slices.iter().collect();
         let plan = plan("ns", "web", &spec, &refs, &vpcs(&["a", "b", "c"]), &locate);
@@ -349,8 +390,14 @@ mod tests {
         assert_eq!(
             by_vpc,
             [
-                ("a", vec![("10.96.1.1:80", "10.0.2.5:8080,192.168.1.10:8080")]),
-                ("b", vec![("10.96.1.1:80", "10.0.9.5:8080,192.168.1.10:8080")]),
+                (
+                    "a",
+                    vec![("10.96.1.1:80", "10.0.2.5:8080,192.168.1.10:8080")]
+                ),
+                (
+                    "b",
+                    vec![("10.96.1.1:80", "10.0.9.5:8080,192.168.1.10:8080")]
+                ),
                 ("c", vec![("10.96.1.1:80", "192.168.1.10:8080")]),
             ]
         );
@@ -369,10 +416,20 @@ mod tests {
             slice("IPv4", &[("http", "TCP", 8080)], &[("10.0.2.5", None)]),
             slice("IPv6", &[("http", "TCP", 8080)], &[("fd00:2::5", None)]),
         ];
-        let plan = plan("ns", "web", &spec, &slices.iter().collect::<Vec<_>>(), &vpcs(&["a"]), &locate);
+        let plan = plan(
+            "ns",
+            "web",
+            &spec,
+            &slices.iter().collect::<Vec<_>>(),
+            &vpcs(&["a"]),
+            &locate,
+        );
         assert_eq!(
             vips(&plan.balancers[0]),
-            [("10.96.1.1:80", "10.0.2.5:8080"), ("[fd00:96::1]:80", "[fd00:2::5]:8080")]
+            [
+                ("10.96.1.1:80", "10.0.2.5:8080"),
+                ("[fd00:96::1]:80", "[fd00:2::5]:8080")
+            ]
         );
     }
 
@@ -383,7 +440,10 @@ mod tests {
         let none: Vec<&EndpointSlice> = Vec::new();
         let lb = &plan("ns", "web", &spec, &none, &vpcs(&["a"]), &locate).balancers[0];
         assert_eq!(lb.protocol.as_deref(), Some("sctp"));
-        assert_eq!(lb.options.get("affinity_timeout").map(String::as_str), Some("10800"));
+        assert_eq!(
+            lb.options.get("affinity_timeout").map(String::as_str),
+            Some("10800")
+        );
         assert_eq!(lb.selection_fields, ["ip_src".to_string()].into());
         spec.session_affinity_config = Some(SessionAffinityConfig {
             client_ip: Some(ClientIPConfig {
@@ -391,14 +451,21 @@ mod tests {
             }),
         });
         let lb = &plan("ns", "web", &spec, &none, &vpcs(&["a"]), &locate).balancers[0];
-        assert_eq!(lb.options.get("affinity_timeout").map(String::as_str), Some("65535"));
+        assert_eq!(
+            lb.options.get("affinity_timeout").map(String::as_str),
+            Some("65535")
+        );
     }
 
     #[test]
     fn headless_external_name_and_portless_services_get_nothing() {
         let none: Vec<&EndpointSlice> = Vec::new();
         let mut headless = spec(&["None"], vec![port("http", "TCP", 80)]);
-        assert!(plan("ns", "h", &headless, &none, &vpcs(&["a"]), &locate).balancers.is_empty());
+        assert!(
+            plan("ns", "h", &headless, &none, &vpcs(&["a"]), &locate)
+                .balancers
+                .is_empty()
+        );
         headless.cluster_ips = None;
         assert!(cluster_ips(&headless).is_empty());
         let external = ServiceSpec {
@@ -406,10 +473,22 @@ mod tests {
             external_name: Some("example.com".to_string()),
             ..spec(&["10.96.1.2"], vec![port("http", "TCP", 80)])
         };
-        assert!(plan("ns", "e", &external, &none, &vpcs(&["a"]), &locate).balancers.is_empty());
+        assert!(
+            plan("ns", "e", &external, &none, &vpcs(&["a"]), &locate)
+                .balancers
+                .is_empty()
+        );
         let portless = spec(&["10.96.1.3"], Vec::new());
-        assert!(plan("ns", "p", &portless, &none, &vpcs(&["a"]), &locate).balancers.is_empty());
+        assert!(
+            plan("ns", "p", &portless, &none, &vpcs(&["a"]), &locate)
+                .balancers
+                .is_empty()
+        );
         let single = spec(&["10.96.1.4"], vec![port("http", "TCP", 80)]);
-        assert!(plan("ns", "s", &single, &none, &BTreeSet::new(), &locate).balancers.is_empty());
+        assert!(
+            plan("ns", "s", &single, &none, &BTreeSet::new(), &locate)
+                .balancers
+                .is_empty()
+        );
     }
 }

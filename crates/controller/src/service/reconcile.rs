@@ -51,7 +51,10 @@ impl Networks {
             .into_values()
             .flat_map(|binding| {
                 let vpc = binding.vpc.clone();
-                binding.cidrs().into_iter().map(move |cidr| (cidr, vpc.clone()))
+                binding
+                    .cidrs()
+                    .into_iter()
+                    .map(move |cidr| (cidr, vpc.clone()))
             })
             .collect();
         let view = &ctx.nb_view;
@@ -132,7 +135,10 @@ pub(super) async fn apply(
     let mut txn = OwnedTxn::new();
     let mut written = Written::default();
     for desired in &plan.balancers {
-        let mut rows = observed.remove(&desired.name).unwrap_or_default().into_iter();
+        let mut rows = observed
+            .remove(&desired.name)
+            .unwrap_or_default()
+            .into_iter();
         match rows.next() {
             None => {
                 txn.insert(&owner, desired)?;
