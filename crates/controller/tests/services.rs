@@ -222,7 +222,7 @@ fn service(name: &str, cluster_ip: &str, selector: bool, affinity: bool) -> Serv
                 port("dns", "UDP", 53, DNS),
             ]),
             session_affinity: Some(if affinity { "ClientIP" } else { "None" }.into()),
-            session_affinity_config: affinity.then(|| SessionAffinityConfig {
+            session_affinity_config: affinity.then_some(SessionAffinityConfig {
                 client_ip: Some(ClientIPConfig {
                     timeout_seconds: Some(600),
                 }),
