@@ -16,8 +16,10 @@
 //! endpoint is itself); ClientIP affinity; an endpoint made not ready, then removed: traffic
 //! to it stops (the delay is measured and printed, never asserted); a Service without a
 //! selector whose EndpointSlice is made by hand; our load balancer deleted and our switch's
-//! group reference cleared by another client: restored; no Neutron row changed, and no
-//! Neutron switch or router references a load balancer.
+//! group reference cleared by another client: restored; endpoints in another, isolated VPC
+//! (tenant B): each VPC reaches only its own endpoints, a VPC without any gets a reset, and
+//! the Service gets a Warning Event; no Neutron row changed, and no Neutron switch or router
+//! references a load balancer.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -574,6 +576,58 @@ async fn cluster_ip_services_with_real_packets() {
         !nb_list(&env.ovn, "Load_Balancer", "name").contains("/manual/")
     })
     .await;
+
+    // Endpoints in another, isolated VPC: tenant B (made by "Neutron") with Subnet net4 and
+    // pod db. Each VPC's load balancer holds only its own endpoints; a VPC without any gets
+    // a reset; the Service says so in a Warning Event.
+    let b = neutron.neutron_writes(&env.ovn, "tenant B", || {
+        Tenant::create(&env.ovn, "b", "10.0.5.0/24", "10.0.5.50").expect("tenant B")
+    });
+    let vpc_b = b.router.lr_name();
+    cluster
+        .wait_vpc(&vpc_b, "imported", |v| v.status.is_some())
+        .await
+        .expect("router B imported");
+    cluster.create_namespace("net4").await.expect("namespace");
+    cluster
+        .create_ready_subnet("net4", subnet_spec(Some(&vpc_b), "10.0.4.0/24", &["net4"]))
+        .await
+        .expect("Subnet net4 Ready");
+    let db = plug_pod(cluster, &agent.socket, "net4", "db", &node, true).await;
+    let split_ip = "10.96.0.24";
+    services
+        .create(
+            &PostParams::default(),
+            &service("split", split_ip, true, false),
+        )
+        .await
+        .expect("Service split");
+    put_slice(
+        &slices,
+        slice("split", vec![web3.endpoint(true), db.endpoint(true)]),
+    )
+    .await;
+    wait_answer(&client, "tcp", split_ip, 80, "web3").await;
+    wait_answer(&db, "tcp", split_ip, 80, "db").await;
+    let answers: BTreeSet<String> = client.ask("tcp", split_ip, 80, 10).into_iter().collect();
+    assert_eq!(
+        answers,
+        BTreeSet::from(["web3".to_string()]),
+        "VPC A reaches only its own endpoint"
+    );
+    let answers: BTreeSet<String> = db.ask("tcp", split_ip, 80, 10).into_iter().collect();
+    assert_eq!(
+        answers,
+        BTreeSet::from(["db".to_string()]),
+        "VPC B reaches only its own endpoint"
+    );
+    cluster
+        .wait_warning("net2", "split", "EndpointsInSeveralVpcs")
+        .await
+        .expect("Warning Event");
+    put_slice(&slices, slice("split", vec![db.endpoint(true)])).await;
+    wait_answer(&client, "tcp", split_ip, 80, "refused").await;
+    wait_answer(&db, "tcp", split_ip, 80, "db").await;
 
     neutron.assert_unchanged(&env.ovn, "after the Services");
 }
