@@ -18,7 +18,8 @@
 //! selector whose EndpointSlice is made by hand; our load balancer deleted and our switch's
 //! group reference cleared by another client: restored; endpoints in another, isolated VPC
 //! (tenant B): each VPC reaches only its own endpoints, a VPC without any gets a reset, and
-//! the Service gets a Warning Event; no Neutron row changed, and no Neutron switch or router
+//! the Service gets a Warning Event; a controller restart keeps the rows of running Services
+//! and removes those of a Service deleted meanwhile; no Neutron row changed, and no Neutron switch or router
 //! references a load balancer.
 
 use std::collections::BTreeSet;
@@ -320,6 +321,42 @@ async fn wait_not_answered_by(
     (since.elapsed(), answer)
 }
 
+/// Waits until the load balancer named `name` no longer lists backend address `ip` and
+/// prints how long that took since `since` (the controller's share of an endpoint change).
+async fn wait_backend_gone(ovn: &OvnEnv, name: &str, ip: &str, since: Instant) {
+    let what = format!("{ip} gone from the vips of {name}");
+    eventually(&what, || async {
+        let vips = ovn
+            .nbctl(&["get", "Load_Balancer", &lb_uuid(ovn, name), "vips"])
+            .unwrap_or_default();
+        if vips.contains(&format!("{ip}:")) {
+            Err(vips)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    eprintln!(
+        "  EndpointSlice written -> {name} updated in NB after {} ms",
+        since.elapsed().as_millis()
+    );
+}
+
+/// The uuid of the load balancer named `name`.
+fn lb_uuid(ovn: &OvnEnv, name: &str) -> String {
+    ovn.nbctl(&[
+        "--bare",
+        "--columns",
+        "_uuid",
+        "find",
+        "Load_Balancer",
+        &format!("name=\"{name}\""),
+    ])
+    .expect("find")
+    .trim()
+    .to_owned()
+}
+
 fn nb_list(ovn: &OvnEnv, table: &str, column: &str) -> String {
     ovn.nbctl(&["--bare", "--columns", column, "list", table])
         .expect("ovn-nbctl list")
@@ -485,8 +522,10 @@ async fn cluster_ip_services_with_real_packets() {
         .expect("Service only3");
     put_slice(&slices, slice("only3", vec![web3.endpoint(true)])).await;
     wait_answer(&client, "tcp", only3, 80, "web3").await;
+    let only3_lb = format!("rovn/service/net2/only3/tcp/{vpc}");
     let since = Instant::now();
     put_slice(&slices, slice("only3", vec![web3.endpoint(false)])).await;
+    wait_backend_gone(&env.ovn, &only3_lb, &web3.ip, since).await;
     let (not_ready, answer) = wait_not_answered_by(&client, only3, 80, "web3", since).await;
     eprintln!(
         "endpoint not ready -> traffic to it stopped after {} ms (answer: {answer}; includes a client start-up of ~30 ms)",
@@ -499,6 +538,7 @@ async fn cluster_ip_services_with_real_packets() {
         .delete("only3-abcde", &DeleteParams::default())
         .await
         .expect("delete slice");
+    wait_backend_gone(&env.ovn, &only3_lb, &web3.ip, since).await;
     let (removed, answer) = wait_not_answered_by(&client, only3, 80, "web3", since).await;
     eprintln!(
         "EndpointSlice deleted -> traffic stopped after {} ms (answer: {answer})",
@@ -534,16 +574,7 @@ async fn cluster_ip_services_with_real_packets() {
     let since = Instant::now();
     env.ovn.nbctl(&["lb-del", &web_lb]).expect("lb-del");
     eventually("Service web's load balancer restored", || async {
-        env.ovn
-            .nbctl(&[
-                "--bare",
-                "--columns",
-                "_uuid",
-                "find",
-                "Load_Balancer",
-                &format!("name=\"{web_lb}\""),
-            ])
-            .is_ok_and(|uuid| !uuid.trim().is_empty())
+        !lb_uuid(&env.ovn, &web_lb).is_empty()
     })
     .await;
     eprintln!(
@@ -628,6 +659,27 @@ async fn cluster_ip_services_with_real_packets() {
     put_slice(&slices, slice("split", vec![db.endpoint(true)])).await;
     wait_answer(&client, "tcp", split_ip, 80, "refused").await;
     wait_answer(&db, "tcp", split_ip, 80, "db").await;
+
+    // A restart leaves the load balancers of running Services untouched (same rows: traffic
+    // never stops) and removes those of a Service deleted while the controller was down.
+    let before = lb_uuid(&env.ovn, &web_lb);
+    env.kill_controller().expect("kill");
+    services
+        .delete("sticky", &DeleteParams::default())
+        .await
+        .expect("delete Service");
+    env.start_controller().await.expect("restart");
+    eventually(
+        "the load balancers of Service sticky removed after the restart",
+        || async { !nb_list(&env.ovn, "Load_Balancer", "name").contains("/sticky/") },
+    )
+    .await;
+    assert_eq!(
+        lb_uuid(&env.ovn, &web_lb),
+        before,
+        "Service web's load balancer was kept"
+    );
+    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
 
     neutron.assert_unchanged(&env.ovn, "after the Services");
 }
