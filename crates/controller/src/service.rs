@@ -115,6 +115,11 @@ fn concerns(event: &RowEvent) -> Concerns {
     };
     if table == LoadBalancer::NAME {
         let owner = kind(Kind::Service);
+        // Group membership changes with inserts, deletes and the VPC key.
+        let membership = match (old, new) {
+            (Some(old), Some(new)) => old.get("external_ids") != new.get("external_ids"),
+            _ => true,
+        };
         return Concerns {
             // Our own inserts need no reconcile; changes and deletes may be
             // someone else's.
@@ -122,7 +127,7 @@ fn concerns(event: &RowEvent) -> Concerns {
                 .as_ref()
                 .filter(|_| old.is_some())
                 .map(|o| o.object().to_string()),
-            groups: owner.is_some(),
+            groups: owner.is_some() && membership,
         };
     }
     if table == LoadBalancerGroup::NAME {
@@ -401,7 +406,28 @@ mod tests {
             table: LoadBalancer::NAME.into(),
             old: lb.clone(),
         };
-        assert_eq!(concerns(&delete).service.as_deref(), Some("default/web"));
+        assert_eq!(
+            concerns(&delete),
+            Concerns {
+                service: Some("default/web".to_string()),
+                groups: true
+            }
+        );
+        let mut edited = (*lb).clone();
+        edited.set("vips", ovsdb::Value::map([("10.96.0.1:80", "")]));
+        let edit = RowEvent::Modify {
+            table: LoadBalancer::NAME.into(),
+            old: lb.clone(),
+            new: Arc::new(edited),
+        };
+        assert_eq!(
+            concerns(&edit),
+            Concerns {
+                service: Some("default/web".to_string()),
+                groups: false
+            },
+            "an edited balancer is restored; its group is unchanged"
+        );
         let switch = row("net2", &Owner::subnet("net2"));
         let mut unreferenced = (*switch).clone();
         unreferenced.set(
