@@ -97,6 +97,12 @@ impl SubnetState {
             .or_else(|| oldest(&|b| b.default && b.vpc == default_vpc))
     }
 
+    /// Whether the Subnets running before a restart are accepted again (until
+    /// then the accepted Subnets are a partial view).
+    pub fn is_restored(&self) -> bool {
+        self.restored.load(Ordering::Acquire)
+    }
+
     /// Records Subnet `name` as accepted; watchers are told if anything
     /// changed.
     pub(crate) fn accept(&self, name: &str, binding: Binding) {

@@ -91,10 +91,12 @@ pub fn nb_monitor_spec() -> MonitorSpec {
         view::index_table::<nb::LogicalSwitch>,
         view::index_table::<nb::LogicalSwitchPort>,
         view::index_table::<nb::LogicalRouterStaticRoute>,
+        view::index_table::<nb::LoadBalancer>,
     ]
     .iter()
     .fold(MonitorSpec::new(), |spec, index| index(spec));
-    spec.index(nb::LogicalSwitchPort::NAME, pod_subnet_index())
+    spec.table_columns(nb::LoadBalancerGroup::NAME, nb::LoadBalancerGroup::COLUMNS)
+        .index(nb::LogicalSwitchPort::NAME, pod_subnet_index())
         .index(nb::LogicalRouterPort::NAME, neutron_network_index())
 }
 

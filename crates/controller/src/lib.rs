@@ -15,7 +15,8 @@
 //!   default VPC), `subnet` (Subnets → Logical_Switches attached to their
 //!   VPC's router: validated, moved, repaired), `namespace` (the namespaces'
 //!   Subnet annotations), `pod` (pods → addresses, Logical_Switch_Ports,
-//!   annotations and `IP` resources);
+//!   annotations and `IP` resources), `service` (Services and their
+//!   EndpointSlices → load balancers in a group per VPC on our switches);
 //! - `leader` (one writer among replicas), `http` (probes and Prometheus).
 //!
 //! Every Northbound write goes through `ovn::owned` (the gateway): nothing
@@ -34,5 +35,6 @@ pub mod nb_view;
 pub mod pod;
 pub mod queue;
 pub mod runtime;
+pub mod service;
 pub mod subnet;
 pub mod vpc;

@@ -62,6 +62,8 @@ ovn_table! {
         ports: Refs = "ports",
         /// ACLs applied to the switch.
         acls: Refs = "acls",
+        /// Load_Balancer_Groups whose load balancers apply to the switch.
+        load_balancer_group: Refs = "load_balancer_group",
         /// Switch configuration (`subnet`, `exclude_ips`, `mcast_snoop`...).
         other_config: Map = "other_config",
         /// Owner keys.
@@ -188,6 +190,36 @@ ovn_table! {
 }
 
 ovn_table! {
+    /// A load balancer: virtual `ip:port`s statefully DNAT-ed to backends.
+    LoadBalancer = "Load_Balancer" {
+        /// Name (only for humans).
+        name: String = "name",
+        /// `"vip:port"` (`"[v6]:port"`) -> `"backend:port,backend:port"`
+        /// (empty: no backend).
+        vips: Map = "vips",
+        /// `tcp`, `udp` or `sctp` (empty: tcp).
+        protocol: Option<String> = "protocol",
+        /// Fields hashed to pick a backend (`ip_src`...; empty: dp_hash).
+        selection_fields: Strings = "selection_fields",
+        /// Options (`reject`, `affinity_timeout`...).
+        options: Map = "options",
+        /// Owner keys.
+        external_ids: Map = "external_ids",
+    }
+}
+
+ovn_table! {
+    /// A group of load balancers, applied together to switches and routers
+    /// (it has no `external_ids`: ours are known by name).
+    LoadBalancerGroup = "Load_Balancer_Group" {
+        /// Group name (unique).
+        name: String = "name",
+        /// Member load balancers (weak: a deleted balancer leaves the group).
+        load_balancer: Refs = "load_balancer",
+    }
+}
+
+ovn_table! {
     /// The Northbound global configuration row.
     NbGlobal = "NB_Global" {
         /// Global options.
@@ -217,6 +249,8 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
     table_columns::<Acl>(),
     table_columns::<PortGroup>(),
     table_columns::<AddressSet>(),
+    table_columns::<LoadBalancer>(),
+    table_columns::<LoadBalancerGroup>(),
     table_columns::<NbGlobal>(),
 ];
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ovsdb::{Index, MonitorSpec, Replica, Row, Uuid};
 
 use crate::Table;
+use crate::nb::LoadBalancerGroup;
 use crate::owned::owner::{KIND_KEY, Kind, Mine, OBJECT_KEY, Owned, Owner};
 
 /// The index of our rows by object ([`View::owned_by`]).
@@ -114,6 +115,16 @@ impl View {
         self.find::<T>(index, value)
             .into_iter()
             .filter_map(Mine::claim)
+            .collect()
+    }
+
+    /// Our Load_Balancer_Groups of kind `kind` (known by name: the table
+    /// has no `external_ids`).
+    pub fn groups_of_kind(&self, kind: Kind) -> Vec<Mine<LoadBalancerGroup>> {
+        self.rows::<LoadBalancerGroup>()
+            .into_iter()
+            .filter_map(Mine::claim_group)
+            .filter(|mine| mine.owner().kind() == kind)
             .collect()
     }
 }

@@ -22,6 +22,10 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     // namespace.rs: Controller on Api::<Namespace>::all (list + watch); the Subnet
     // annotations written with Patch::Merge.
     ("", "namespaces", &["list", "watch", "patch"]),
+    // service.rs: reflector/watcher on Api::<Service>::all (list + watch).
+    ("", "services", &["list", "watch"]),
+    // service.rs: reflector/watcher on Api::<EndpointSlice>::all (list + watch).
+    ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     // import.rs/vpc.rs/subnet.rs: watchers and Controllers on ctx.vpcs() (list + watch),
     // get_opt in subnet.rs, server-side apply of imported and default Vpcs (patch, and
     // create: an apply that makes a new object is authorized as create) and the finalizer
@@ -49,7 +53,7 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
         "ips",
         &["list", "watch", "create", "patch", "delete"],
     ),
-    // pod.rs and subnet/status.rs: kube-runtime's Recorder publishes events.k8s.io/v1 Events
+    // pod.rs, service.rs and subnet/status.rs: kube-runtime's Recorder publishes events.k8s.io/v1 Events
     // (create; a repeated one is patched).
     ("events.k8s.io", "events", &["create", "patch"]),
 ];

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::Table;
 use crate::nb::{
-    Acl, AddressSet, DhcpOptions, LogicalRouter, LogicalRouterPort, LogicalRouterStaticRoute,
-    LogicalSwitch, LogicalSwitchPort, Nat, PortGroup,
+    Acl, AddressSet, DhcpOptions, LoadBalancer, LoadBalancerGroup, LogicalRouter,
+    LogicalRouterPort, LogicalRouterStaticRoute, LogicalSwitch, LogicalSwitchPort, Nat, PortGroup,
 };
 
 /// The `external_ids` key marking a row as created by rovn.
@@ -36,6 +36,11 @@ pub const POD_NAME_KEY: &str = "rovn:pod_name";
 pub const POD_UID_KEY: &str = "rovn:pod_uid";
 /// `external_ids` key of a pod's port: the Subnet the addresses come from.
 pub const SUBNET_KEY: &str = "rovn:subnet";
+/// `external_ids` key of a Service's load balancer: the VPC it serves.
+pub const VPC_KEY: &str = "rovn:vpc";
+/// Prefix of the names of our rows that have no `external_ids`
+/// (Load_Balancer_Group): `rovn/<kind>/<object>` records the owner.
+pub const NAME_PREFIX: &str = "rovn/";
 
 /// `external_ids` key Neutron puts on its routers (the router's display name).
 pub const NEUTRON_ROUTER_NAME: &str = "neutron:router_name";
@@ -68,10 +73,21 @@ pub enum Kind {
     Subnet,
     /// The Logical_Switch_Port of a pod.
     Pod,
+    /// The Load_Balancers of a Service (one per protocol and VPC).
+    Service,
+    /// The Load_Balancer_Group of a VPC's Services, applied to the VPC's
+    /// switches of ours (the object is the VPC).
+    ServiceGroup,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Vpc, Kind::Subnet, Kind::Pod];
+    const ALL: [Kind; 5] = [
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::Pod,
+        Kind::Service,
+        Kind::ServiceGroup,
+    ];
 
     /// The value of [`KIND_KEY`].
     pub const fn as_str(self) -> &'static str {
@@ -79,6 +95,8 @@ impl Kind {
             Kind::Vpc => "vpc",
             Kind::Subnet => "subnet",
             Kind::Pod => "pod",
+            Kind::Service => "service",
+            Kind::ServiceGroup => "service-group",
         }
     }
 
@@ -120,6 +138,16 @@ impl Owner {
         Self::new(Kind::Pod, format!("{namespace}/{name}"))
     }
 
+    /// Service `namespace/name` (its load balancers).
+    pub fn service(namespace: &str, name: &str) -> Self {
+        Self::new(Kind::Service, format!("{namespace}/{name}"))
+    }
+
+    /// The Services of VPC `vpc` (its load balancer group).
+    pub fn service_group(vpc: &str) -> Self {
+        Self::new(Kind::ServiceGroup, vpc)
+    }
+
     /// The kind of object.
     pub fn kind(&self) -> Kind {
         self.kind
@@ -144,6 +172,21 @@ impl Owner {
     /// Whether `external_ids` record this owner.
     pub fn owns(&self, external_ids: &BTreeMap<String, String>) -> bool {
         Owner::of(external_ids).as_ref() == Some(self)
+    }
+
+    /// The name recording this owner on a row without `external_ids`:
+    /// `rovn/<kind>/<object>`.
+    pub fn row_name(&self) -> String {
+        format!("{NAME_PREFIX}{}/{}", self.kind.as_str(), self.object)
+    }
+
+    /// The owner recorded in a name made by [`Owner::row_name`].
+    pub fn of_name(name: &str) -> Option<Owner> {
+        let (kind, object) = name.strip_prefix(NAME_PREFIX)?.split_once('/')?;
+        if object.is_empty() {
+            return None;
+        }
+        Some(Owner::new(Kind::parse(kind)?, object))
     }
 
     /// The keys recording this owner: the marker, the kind and the object.
@@ -198,6 +241,7 @@ owned! {
     LogicalSwitchPort, name;
     PortGroup, name;
     AddressSet, name;
+    LoadBalancer, name;
     DhcpOptions;
     LogicalRouterStaticRoute;
     Nat;
@@ -223,7 +267,9 @@ impl<T: Owned> Mine<T> {
         let owner = Owner::of(row.external_ids())?;
         Some(Self { row, owner })
     }
+}
 
+impl<T> Mine<T> {
     /// Who owns the row.
     pub fn owner(&self) -> &Owner {
         &self.owner
@@ -232,6 +278,15 @@ impl<T: Owned> Mine<T> {
     /// The typed row.
     pub fn into_row(self) -> T {
         self.row
+    }
+}
+
+impl Mine<LoadBalancerGroup> {
+    /// The group as ours, or `None` when its name is not one of ours
+    /// ([`Owner::row_name`]: the table has no `external_ids`).
+    pub fn claim_group(row: LoadBalancerGroup) -> Option<Self> {
+        let owner = Owner::of_name(&row.name)?;
+        Some(Self { row, owner })
     }
 }
 
@@ -378,5 +433,42 @@ mod tests {
         };
         assert_eq!(Mine::claim(neutron), None);
         assert_eq!(Mine::claim(LogicalSwitch::default()), None);
+    }
+
+    #[test]
+    fn services_own_load_balancers_and_groups_are_ours_by_name() {
+        let service = Owner::service("default", "web");
+        assert_eq!(service.object(), "default/web");
+        assert_eq!(Owner::of(&service.external_ids()), Some(service.clone()));
+        let lb = LoadBalancer {
+            name: "rovn/service/default/web/tcp/net".to_string(),
+            external_ids: service.external_ids(),
+            ..LoadBalancer::default()
+        };
+        assert_eq!(Mine::claim(lb).expect("ours").owner(), &service);
+
+        let owner = Owner::service_group("neutron-r1");
+        assert_eq!(owner.row_name(), "rovn/service-group/neutron-r1");
+        assert!(check_name(&owner.row_name()).is_ok());
+        assert_eq!(Owner::of_name(&owner.row_name()), Some(owner.clone()));
+        let group = LoadBalancerGroup {
+            name: owner.row_name(),
+            ..LoadBalancerGroup::default()
+        };
+        assert_eq!(Mine::claim_group(group).expect("ours").owner(), &owner);
+        for foreign in [
+            "",
+            "octavia-lbg",
+            "rovn/",
+            "rovn/service-group/",
+            "rovn/unknown/x",
+            "neutron-r1",
+        ] {
+            let group = LoadBalancerGroup {
+                name: foreign.to_string(),
+                ..LoadBalancerGroup::default()
+            };
+            assert_eq!(Mine::claim_group(group), None, "{foreign:?} is not ours");
+        }
     }
 }

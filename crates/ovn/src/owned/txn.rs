@@ -10,6 +10,10 @@
 //! - The one write to a row that is not ours is adding or removing our
 //!   router port in a router's `ports` ([`OwnedTxn::attach_router_port`],
 //!   [`OwnedTxn::detach_router_port`]).
+//! - Load_Balancer_Group rows have no `external_ids`: ours are named
+//!   `rovn/<kind>/<object>` ([`Owner::row_name`]), and every write to one
+//!   carries the name as its condition; their members are our load
+//!   balancers only.
 
 use ovsdb::{
     Atom, Condition, Mutation, NamedUuid, Operation, Row, TxnBuilder, TxnResult, Uuid, Value,
@@ -18,7 +22,7 @@ use ovsdb::{
 
 use super::owner::{Mine, Owned, Owner, Reserved, check_external_ids, check_name};
 use crate::Table;
-use crate::nb::{DATABASE, LogicalRouter, LogicalRouterPort};
+use crate::nb::{DATABASE, LoadBalancer, LoadBalancerGroup, LogicalRouter, LogicalRouterPort};
 
 /// An operation of an [`OwnedTxn`], to read its outcome in [`Committed`] or
 /// to tell whether it is the one that failed.
@@ -82,6 +86,13 @@ fn ours_condition() -> Condition {
         "external_ids",
         Value::map([(super::owner::OWNER_KEY, super::owner::OWNER)]),
     )
+}
+
+fn group_conditions(group: &Mine<LoadBalancerGroup>) -> Vec<Condition> {
+    vec![
+        Condition::uuid(group.uuid),
+        Condition::eq("name", group.owner().row_name().as_str()),
+    ]
 }
 
 impl OwnedTxn {
@@ -257,6 +268,50 @@ impl OwnedTxn {
         self.push(Operation::Delete {
             table: T::NAME.to_string(),
             conditions: vec![Condition::uuid(uuid), owner_condition(owner)],
+        })
+    }
+
+    /// Inserts `owner`'s Load_Balancer_Group (named [`Owner::row_name`])
+    /// holding our load balancers `members`.
+    pub fn insert_group(
+        &mut self,
+        owner: &Owner,
+        members: &[&Mine<LoadBalancer>],
+    ) -> Result<NamedUuid, Refused> {
+        let group = LoadBalancerGroup {
+            name: owner.row_name(),
+            load_balancer: members.iter().map(|lb| lb.uuid).collect(),
+            ..LoadBalancerGroup::default()
+        };
+        check_name(&group.name)?;
+        Ok(self.txn.insert(LoadBalancerGroup::NAME, group.to_row()))
+    }
+
+    /// Makes our load balancers `members` the only members of our group
+    /// `group`, while it still has our name.
+    pub fn set_group_members(
+        &mut self,
+        group: &Mine<LoadBalancerGroup>,
+        members: &[&Mine<LoadBalancer>],
+    ) -> Op {
+        let mut row = Row::new();
+        row.set(
+            "load_balancer",
+            Value::set(members.iter().map(|lb| Atom::from(lb.uuid))),
+        );
+        self.push(Operation::Update {
+            table: LoadBalancerGroup::NAME.to_string(),
+            conditions: group_conditions(group),
+            row,
+        })
+    }
+
+    /// Deletes our group `group`, while it still has our name (the
+    /// transaction fails while a switch still references it).
+    pub fn delete_group(&mut self, group: &Mine<LoadBalancerGroup>) -> Op {
+        self.push(Operation::Delete {
+            table: LoadBalancerGroup::NAME.to_string(),
+            conditions: group_conditions(group),
         })
     }
 
@@ -468,6 +523,43 @@ mod tests {
                 mutations[0].value,
                 Value::set([port.uuid]),
                 "only our port's uuid"
+            );
+        }
+    }
+
+    /// Our groups are written only while they carry our name, and hold only
+    /// our load balancers.
+    #[test]
+    fn group_writes_are_conditioned_on_our_name() {
+        let owner = Owner::service_group("neutron-r1");
+        let lb = LoadBalancer {
+            uuid: Uuid::from_u128(3),
+            name: "rovn/service/default/web/tcp/neutron-r1".to_string(),
+            external_ids: Owner::service("default", "web").external_ids(),
+            ..LoadBalancer::default()
+        };
+        let lb = Mine::claim(lb).unwrap();
+        let mut txn = OwnedTxn::new();
+        txn.insert_group(&owner, &[&lb]).unwrap();
+        let Operation::Insert { row, .. } = &txn.operations()[0] else {
+            panic!("an insert");
+        };
+        assert_eq!(row.get_str("name"), Some("rovn/service-group/neutron-r1"));
+        assert_eq!(row.get("load_balancer"), Some(&Value::set([lb.uuid])));
+        let group = Mine::claim_group(LoadBalancerGroup {
+            uuid: Uuid::from_u128(4),
+            name: owner.row_name(),
+            ..LoadBalancerGroup::default()
+        })
+        .unwrap();
+        txn.set_group_members(&group, &[&lb]);
+        txn.delete_group(&group);
+        for op in &txn.operations()[1..] {
+            let conditions = conditions(op);
+            assert!(conditions.contains(&Condition::uuid(group.uuid)), "{op:?}");
+            assert!(
+                conditions.contains(&Condition::eq("name", "rovn/service-group/neutron-r1")),
+                "{op:?}"
             );
         }
     }
