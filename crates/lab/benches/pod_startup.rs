@@ -160,18 +160,30 @@ fn plain(line: &str) -> String {
     out
 }
 
-/// The agent's ADD totals from its log (`ADD done ... total_us=N`).
-fn agent_add_times(log: &str) -> Vec<Duration> {
-    log.lines()
-        .map(plain)
-        .filter(|l| l.contains("ADD done"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("total_us="))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(Duration::from_micros)
-        .collect()
+/// The fields of the agent's `ADD done` log line: the total, then its phases.
+const ADD_FIELDS: [&str; 5] = [
+    "total_us",
+    "allocation_us",
+    "veth_us",
+    "plug_us",
+    "port_up_us",
+];
+
+/// The agent's ADD times from its log: one list per field of [`ADD_FIELDS`], in that order.
+fn agent_add_times(log: &str) -> Vec<Vec<Duration>> {
+    let mut times = vec![Vec::new(); ADD_FIELDS.len()];
+    for line in log.lines().map(plain).filter(|l| l.contains("ADD done")) {
+        for (field, list) in ADD_FIELDS.iter().zip(times.iter_mut()) {
+            let value = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(field)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(us) = value {
+                list.push(Duration::from_micros(us));
+            }
+        }
+    }
+    times
 }
 
 fn summary(label: &str, mut times: Vec<Duration>) -> Duration {
@@ -248,10 +260,19 @@ fn main() -> Result<()> {
     } else {
         bail!("containerd reported no sandbox network timings ({CNI_TIMER} absent)");
     }
-    if adds.is_empty() {
+    if adds[0].is_empty() {
         bail!("the agent logged no ADD timings");
     }
-    summary("rovn-agent ADD (its log):", adds);
+    let mut adds = adds.into_iter();
+    summary("rovn-agent ADD (its log):", adds.next().unwrap_or_default());
+    for (field, times) in ADD_FIELDS[1..].iter().zip(adds) {
+        if !times.is_empty() {
+            summary(
+                &format!("  of which {}:", field.trim_end_matches("_us")),
+                times,
+            );
+        }
+    }
     if bench {
         println!(
             "  node start-up {:.1} s, rovn install until Ready {:.1} s",
