@@ -34,6 +34,7 @@ mod reconcile;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use futures::Stream;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -177,34 +178,11 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     });
     let mut tasks = Tasks::new();
 
-    let r = this.clone();
-    tasks.spawn(async move {
-        runtime::follow("Service", service_events, |event| match event {
-            watcher::Event::Apply(service) | watcher::Event::Delete(service) => {
-                if let Some(key) = service_key(&service) {
-                    r.queue.add(&key);
-                }
-            }
-            // A re-list may have missed deletes.
-            watcher::Event::InitDone => r.sweep(),
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        })
-        .await
-    });
-
-    let r = this.clone();
-    tasks.spawn(async move {
-        runtime::follow("EndpointSlice", slice_events, |event| match event {
-            watcher::Event::Apply(slice) | watcher::Event::Delete(slice) => {
-                if let Some(key) = slice_key(&slice) {
-                    r.queue.add(&key);
-                }
-            }
-            watcher::Event::InitDone => r.sweep(),
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        })
-        .await
-    });
+    tasks.spawn(this.clone().follow("Service", service_events, service_key));
+    tasks.spawn(
+        this.clone()
+            .follow("EndpointSlice", slice_events, slice_key),
+    );
 
     let r = this.clone();
     tasks.spawn(async move {
@@ -284,6 +262,26 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 }
 
 impl Reconciler {
+    /// Follows one kind's watch: a changed or deleted object queues the Service `key` names;
+    /// a finished (re-)list sweeps, as it may have missed deletes.
+    async fn follow<K>(
+        self: Arc<Self>,
+        kind: &'static str,
+        events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+        key: fn(&K) -> Option<String>,
+    ) -> anyhow::Result<()> {
+        runtime::follow(kind, events, |event| match event {
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                if let Some(key) = key(&object) {
+                    self.queue.add(&key);
+                }
+            }
+            watcher::Event::InitDone => self.sweep(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        })
+        .await
+    }
+
     /// Queues every Service, every owner of a load balancer of ours, and
     /// the groups.
     fn sweep(&self) {
