@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use api::annotations::IP_ADDRESS;
 use tempfile::TempDir;
 use testenv::install::{ROVN_NAMESPACE, RovnInstall};
 use testenv::kube::k8s_bins;
 use testenv::neutron::NeutronRows;
-use testenv::node::NodeEnv;
+use testenv::node::{NodeEnv, RunningPod};
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until};
 use testenv::stack::{Tenant, workspace_bin};
@@ -60,16 +61,11 @@ impl LabDir {
     }
 }
 
-/// A workload pod of the Deployment: its name and rovn address.
-struct WebPod {
-    name: String,
-    ip: String,
-}
-
 /// The running lab. Fields drop in order: the VM before the node (whose OVN it is
 /// plugged into).
 pub struct Lab {
-    pods: Vec<WebPod>,
+    /// The Deployment's pods, as listed once they all ran.
+    pods: Vec<RunningPod>,
     rovn: RovnInstall,
     /// Neutron's rows as the lab (playing Neutron) last left them.
     neutron: NeutronRows,
@@ -200,7 +196,10 @@ impl Lab {
             bail!("{e:#}\n{}\n{}", rovn.describe(&node), node.log_tails());
         }
         kubectl_shown(&node, &["-n", SUBNET, "get", "pods", "-o", "wide"])?;
-        let pods = web_pods(&node)?;
+        let pods = node.running_pods(SUBNET, &format!("app={DEPLOYMENT}"))?;
+        if pods.is_empty() {
+            bail!("no Running pod of deployment/{DEPLOYMENT}");
+        }
         Ok(Self {
             pods,
             rovn,
@@ -239,26 +238,22 @@ impl Lab {
             "-o",
             r#"go-template={{range $k, $v := .metadata.annotations}}{{$k}}: {{$v}}{{"\n"}}{{end}}"#,
         ])?);
-        let annotated = node.kubectl(&[
-            "-n",
-            SUBNET,
-            "get",
-            "pods",
-            "-l",
-            &format!("app={DEPLOYMENT}"),
-            "-o",
-            r#"jsonpath={range .items[*]}{.status.podIP}={.metadata.annotations.ovn\.kubernetes\.io/ip_address} {end}"#,
-        ])?;
+        let annotated: Vec<String> = self
+            .pods
+            .iter()
+            .map(|p| {
+                let rovn = p.annotations.get(IP_ADDRESS).map_or("-", String::as_str);
+                format!("{}={rovn}", p.ip)
+            })
+            .collect();
         report.check(
             &format!(
                 "{REPLICAS} pods Running, each podIP its rovn address in {NET2}: {}",
-                annotated.trim()
+                annotated.join(" ")
             ),
             self.pods.len() == REPLICAS
-                && annotated.split_whitespace().count() == REPLICAS
-                && annotated.split_whitespace().all(|pair| {
-                    pair.split_once('=')
-                        .is_some_and(|(ip, rovn)| ip == rovn && ip.starts_with("10.0.2."))
+                && self.pods.iter().all(|p| {
+                    p.annotations.get(IP_ADDRESS) == Some(&p.ip) && p.ip.starts_with("10.0.2.")
                 }),
         );
 
@@ -414,49 +409,14 @@ impl Lab {
     }
 }
 
-/// The Deployment's Running pods with their addresses.
-fn web_pods(node: &NodeEnv) -> Result<Vec<WebPod>> {
-    let out = node.kubectl(&[
-        "-n",
-        SUBNET,
-        "get",
-        "pods",
-        "-l",
-        &format!("app={DEPLOYMENT}"),
-        "--field-selector=status.phase=Running",
-        "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}"#,
-    ])?;
-    let pods: Vec<WebPod> = out
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(name, ip)| WebPod {
-            name: name.to_owned(),
-            ip: ip.trim().to_owned(),
-        })
-        .collect();
-    if pods.is_empty() {
-        bail!("no Running pod of deployment/{DEPLOYMENT}");
-    }
-    Ok(pods)
-}
-
-/// One ping from `pod` (in net2) to `ip` through `kubectl exec`.
-fn pod_pings(node: &NodeEnv, pod: &str, ip: &str) -> bool {
-    node.kubectl(&[
-        "-n", SUBNET, "exec", pod, "--", "ping", "-c", "1", "-W", "1", ip,
-    ])
-    .is_ok()
-}
-
 /// `pod` reaches `ip` (retried a few times: the first ARP exchange can take a moment).
 fn pod_reaches(node: &NodeEnv, pod: &str, ip: &str) -> bool {
-    (0..5).any(|_| pod_pings(node, pod, ip))
+    (0..5).any(|_| node.pod_pings(SUBNET, pod, ip))
 }
 
 /// `pod` does not reach `ip` in [`NEGATIVE_ATTEMPTS`] tries.
 fn pod_blocked(node: &NodeEnv, pod: &str, ip: &str) -> bool {
-    (0..NEGATIVE_ATTEMPTS).all(|_| !pod_pings(node, pod, ip))
+    (0..NEGATIVE_ATTEMPTS).all(|_| !node.pod_pings(SUBNET, pod, ip))
 }
 
 /// Subnet net2 on Vpc `vpc`, bound to namespace net2.

@@ -18,9 +18,10 @@
 
 use std::time::{Duration, Instant};
 
-use testenv::install::{ROVN_NAMESPACE, RovnInstall};
+use api::annotations::IP_ADDRESS;
+use testenv::install::{ROVN_NAMESPACE, RovnInstall, rollout_status};
 use testenv::neutron::NeutronRows;
-use testenv::node::NodeEnv;
+use testenv::node::{NodeEnv, RunningPod};
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until};
 use testenv::stack::Tenant;
@@ -38,44 +39,22 @@ fn kubectl(node: &NodeEnv, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("kubectl {args:?}: {e:#}"))
 }
 
-/// `name podIP ip_address-annotation` of the Running pods of the Deployment `web`.
-fn web_pods(node: &NodeEnv) -> Vec<(String, String, String)> {
-    let template = r#"jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP} {.metadata.annotations.ovn\.kubernetes\.io/ip_address}{"\n"}{end}"#;
-    kubectl(
-        node,
-        &["-n", NS, "get", "pods", "-l", "app=web", "-o", template],
-    )
-    .lines()
-    .filter_map(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [name, "Running", ip, annotated] => {
-                Some((name.to_string(), ip.to_string(), annotated.to_string()))
-            }
-            _ => None,
-        }
-    })
-    .collect()
-}
-
-/// One ping from `pod` (in net2) to `ip` through `kubectl exec`.
-fn pod_pings(node: &NodeEnv, pod: &str, ip: &str) -> bool {
-    node.kubectl(&[
-        "-n", NS, "exec", pod, "--", "ping", "-c", "1", "-W", "1", ip,
-    ])
-    .is_ok()
+/// The Running pods of the Deployment `web`.
+fn web_pods(node: &NodeEnv) -> Vec<RunningPod> {
+    node.running_pods(NS, "app=web")
+        .unwrap_or_else(|e| panic!("listing the web pods: {e:#}"))
 }
 
 /// `pod` reaches `ip` (retried: the first ARP exchange can take a moment).
 fn pod_reaches(node: &NodeEnv, pod: &str, ip: &str) -> bool {
     wait_until(Duration::from_secs(30), &format!("{pod} -> {ip}"), || {
-        pod_pings(node, pod, ip)
+        node.pod_pings(NS, pod, ip)
     })
     .is_ok()
 }
 
 fn pod_blocked(node: &NodeEnv, pod: &str, ip: &str) -> bool {
-    (0..NEGATIVE_ATTEMPTS).all(|_| !pod_pings(node, pod, ip))
+    (0..NEGATIVE_ATTEMPTS).all(|_| !node.pod_pings(NS, pod, ip))
 }
 
 /// `restartCount` of every container of the net2 pods, by pod.
@@ -187,9 +166,14 @@ spec:
     eprintln!("3 pods Running {:?} after apply", applied.elapsed());
     let pods = web_pods(&node);
     assert_eq!(pods.len(), 3, "{pods:?}");
-    for (name, ip, annotated) in &pods {
-        assert!(ip.starts_with("10.0.2."), "{name}: podIP {ip}");
-        assert_eq!(ip, annotated, "{name}: podIP is rovn's address");
+    for p in &pods {
+        assert!(p.ip.starts_with("10.0.2."), "{}: podIP {}", p.name, p.ip);
+        assert_eq!(
+            p.annotations.get(IP_ADDRESS),
+            Some(&p.ip),
+            "{}: podIP is rovn's address",
+            p.name
+        );
     }
     eprintln!(
         "{}",
@@ -199,14 +183,14 @@ spec:
 
     // Pod to pod; pod to VM only once the security group admits the pod CIDR; VM to pods.
     assert!(
-        pod_reaches(&node, &p0.0, &p1.1),
+        pod_reaches(&node, &p0.name, &p1.ip),
         "{} cannot reach {}\n{}",
-        p0.0,
-        p1.0,
+        p0.name,
+        p1.name,
         rovn.describe(&node)
     );
     assert!(
-        pod_blocked(&node, &p0.0, &a.vm_port.ip),
+        pod_blocked(&node, &p0.name, &a.vm_port.ip),
         "a pod reached the VM without a security-group rule"
     );
     neutron
@@ -215,10 +199,10 @@ spec:
         })
         .unwrap();
     assert!(
-        pod_reaches(&node, &p0.0, &a.vm_port.ip),
+        pod_reaches(&node, &p0.name, &a.vm_port.ip),
         "pod cannot reach the VM with the rule"
     );
-    for (name, ip, _) in &pods {
+    for RunningPod { name, ip, .. } in &pods {
         assert!(a.vm.ping(ip), "the VM cannot reach {name} at {ip}");
     }
 
@@ -256,7 +240,7 @@ spec:
     );
     assert_eq!(fixed_ip, STATIC_IP);
     assert!(a.vm.ping(STATIC_IP), "the VM cannot reach the static pod");
-    assert!(pod_reaches(&node, &p2.0, STATIC_IP));
+    assert!(pod_reaches(&node, &p2.name, STATIC_IP));
 
     // The agent pod deleted and recreated: running pods stay connected and untouched.
     let before = restarts(&node);
@@ -269,36 +253,26 @@ spec:
         rovn.agent_pod(&node)
             .ok()
             .filter(|p| *p != agent)
-            .filter(|_| {
-                node.kubectl(&[
-                    "-n",
-                    ROVN_NAMESPACE,
-                    "rollout",
-                    "status",
-                    "daemonset/rovn-agent",
-                    "--watch=false",
-                ])
-                .is_ok_and(|s| s.contains("successfully rolled out"))
-            })
+            .filter(|_| rollout_status(&node, "daemonset/rovn-agent").is_ok())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
-    for (name, ip, _) in &pods {
+    for RunningPod { name, ip, .. } in &pods {
         assert!(
             a.vm.ping(ip),
             "after the agent's restart the VM cannot reach {name}"
         );
     }
-    assert!(pod_reaches(&node, &p1.0, &p2.1));
+    assert!(pod_reaches(&node, &p1.name, &p2.ip));
 
     // kubelet restarted: the same.
     node.restart_kubelet().expect("kubelet restarted");
-    for (name, ip, _) in &pods {
+    for RunningPod { name, ip, .. } in &pods {
         assert!(
             a.vm.ping(ip),
             "after kubelet's restart the VM cannot reach {name}"
         );
     }
-    assert!(pod_reaches(&node, &p2.0, &p0.1));
+    assert!(pod_reaches(&node, &p2.name, &p0.ip));
     assert_eq!(restarts(&node), before, "pods restarted or changed address");
 
     let ovn = node.ovn().expect("OVN");
@@ -325,7 +299,7 @@ spec:
         let left: Vec<&str> = left.split_whitespace().collect();
         let gone: Vec<String> = pods
             .iter()
-            .map(|p| p.0.clone())
+            .map(|p| p.name.clone())
             .filter(|p| !left.contains(&p.as_str()))
             .collect();
         (gone.len() == 2).then_some(gone)
@@ -341,10 +315,11 @@ spec:
         })
         .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
     }
-    let (kept, kept_ip, _) = &web_pods(&node)[0];
+    let kept = &web_pods(&node)[0];
     assert!(
-        a.vm.ping(kept_ip),
-        "the VM cannot reach {kept} after the scale-down"
+        a.vm.ping(&kept.ip),
+        "the VM cannot reach {} after the scale-down",
+        kept.name
     );
 
     neutron.assert_unchanged(ovn, "end of the real-node scenario");

@@ -96,40 +96,23 @@ impl RovnInstall {
         )?;
         node.kubectl(&["apply", "-k", &overlay.display().to_string()])
             .context("kubectl apply -k of the deploy/ overlay")?;
-        let install = Self {
-            overlay,
-            cni_socket: run_dir.join("cni.sock"),
-            install_time: Duration::ZERO,
-        };
         let deadline = started + timeout;
-        install.wait_rollout(node, &format!("deployment/{CONTROLLER}"), deadline)?;
-        install.wait_rollout(node, &format!("daemonset/{AGENT}"), deadline)?;
+        for what in [
+            format!("deployment/{CONTROLLER}"),
+            format!("daemonset/{AGENT}"),
+        ] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait_until(left, &format!("{what} rolled out"), || {
+                rollout_status(node, &what)
+            })
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}\n{}", describe(node), node.log_tails()))?;
+        }
         node.wait_node_ready(deadline.saturating_duration_since(Instant::now()))?;
         Ok(Self {
+            overlay,
+            cni_socket: run_dir.join("cni.sock"),
             install_time: started.elapsed(),
-            ..install
         })
-    }
-
-    /// Waits until `kubectl rollout status` says `what` rolled out (all replicas Ready).
-    fn wait_rollout(&self, node: &NodeEnv, what: &str, deadline: Instant) -> Result<()> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        wait_until(timeout, &format!("{what} rolled out"), || {
-            let status = node.kubectl(&[
-                "-n",
-                ROVN_NAMESPACE,
-                "rollout",
-                "status",
-                what,
-                "--watch=false",
-            ]);
-            match status {
-                Ok(out) if out.contains("successfully rolled out") => Ok(()),
-                Ok(out) => Err(out.trim().to_owned()),
-                Err(e) => Err(format!("{e:#}")),
-            }
-        })
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}\n{}", self.describe(node), node.log_tails()))
     }
 
     /// How long [`apply`](Self::apply) took until everything was Ready.
@@ -159,26 +142,49 @@ impl RovnInstall {
 
     /// rovn's pods, their conditions and recent logs (for failure messages).
     pub fn describe(&self, node: &NodeEnv) -> String {
-        let mut text = node
-            .kubectl(&["-n", ROVN_NAMESPACE, "get", "pods", "-o", "wide"])
-            .unwrap_or_else(|e| format!("{e:#}"));
-        for component in [CONTROLLER, AGENT] {
-            let selector = format!("{NAME_LABEL}={component}");
-            let logs = node
-                .kubectl(&[
-                    "-n",
-                    ROVN_NAMESPACE,
-                    "logs",
-                    "-l",
-                    &selector,
-                    "--all-containers",
-                    "--tail=20",
-                ])
-                .unwrap_or_else(|e| format!("{e:#}"));
-            text.push_str(&format!("\n--- {component} logs:\n{logs}"));
-        }
-        text
+        describe(node)
     }
+}
+
+/// Whether `kubectl rollout status` says `what` of rovn (e.g. `daemonset/rovn-agent`) rolled
+/// out, all its replicas Ready; `Err` with what it says instead.
+pub fn rollout_status(node: &NodeEnv, what: &str) -> Result<(), String> {
+    let status = node.kubectl(&[
+        "-n",
+        ROVN_NAMESPACE,
+        "rollout",
+        "status",
+        what,
+        "--watch=false",
+    ]);
+    match status {
+        Ok(out) if out.contains("successfully rolled out") => Ok(()),
+        Ok(out) => Err(out.trim().to_owned()),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// rovn's pods, their conditions and recent logs.
+fn describe(node: &NodeEnv) -> String {
+    let mut text = node
+        .kubectl(&["-n", ROVN_NAMESPACE, "get", "pods", "-o", "wide"])
+        .unwrap_or_else(|e| format!("{e:#}"));
+    for component in [CONTROLLER, AGENT] {
+        let selector = format!("{NAME_LABEL}={component}");
+        let logs = node
+            .kubectl(&[
+                "-n",
+                ROVN_NAMESPACE,
+                "logs",
+                "-l",
+                &selector,
+                "--all-containers",
+                "--tail=20",
+            ])
+            .unwrap_or_else(|e| format!("{e:#}"));
+        text.push_str(&format!("\n--- {component} logs:\n{logs}"));
+    }
+    text
 }
 
 /// The running pod of one of rovn's components (the first, by name).

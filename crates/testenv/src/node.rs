@@ -50,7 +50,7 @@ mod images;
 mod kubelet;
 mod process;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,8 @@ use tempfile::TempDir;
 pub use containerd::{Containerd, ContainerdSettings, K8S_NAMESPACE};
 pub use images::Images;
 
-use crate::kube::{KubeEnv, k8s_bins};
+use crate::http::http_get;
+use crate::kube::{KubeEnv, free_port, k8s_bins};
 use crate::ovn::{OvnEnv, OvnEnvBuilder};
 use kubelet::{KubeletSettings, SavedSysctls};
 use process::{Daemon, POLL, Spec, log_tail};
@@ -133,6 +134,17 @@ impl NodeEnvBuilder {
     pub fn start(self) -> Result<NodeEnv> {
         NodeEnv::start_with(self)
     }
+}
+
+/// A Running pod as the API server shows it ([`NodeEnv::running_pods`]).
+#[derive(Debug, Clone)]
+pub struct RunningPod {
+    /// The pod's name.
+    pub name: String,
+    /// Its `status.podIP`.
+    pub ip: String,
+    /// Its annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// A running node: control plane, containerd and kubelet, optionally OVN; see the module
@@ -289,7 +301,9 @@ impl NodeEnv {
         let port = self.kubelet_healthz_port;
         self.kubelet
             .wait_ready(READY_TIMEOUT, "kubelet /healthz", || {
-                http_get_ok(port, "/healthz", "ok")
+                http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/healthz")
+                    .filter(|(code, body)| *code == 200 && body.contains("ok"))
+                    .map(drop)
             })?;
         let (kube, name) = (&self.kube, self.node_name.clone());
         let internal_ip = r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#;
@@ -488,6 +502,55 @@ impl NodeEnv {
         }
     }
 
+    /// The Running pods of `namespace` matching label `selector` (e.g. `app=web`): name,
+    /// `status.podIP` and annotations.
+    pub fn running_pods(&self, namespace: &str, selector: &str) -> Result<Vec<RunningPod>> {
+        let out = self.kubectl(&[
+            "-n",
+            namespace,
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "json",
+        ])?;
+        let list: serde_json::Value =
+            serde_json::from_str(&out).context("kubectl get pods -o json")?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|pod| RunningPod {
+                name: pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ip: pod["status"]["podIP"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                annotations: pod["metadata"]["annotations"]
+                    .as_object()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Whether one ping from `pod` (in `namespace`, through `kubectl exec`, busybox's `ping`)
+    /// to `ip` is answered within a second.
+    pub fn pod_pings(&self, namespace: &str, pod: &str, ip: &str) -> bool {
+        self.kubectl(&[
+            "-n", namespace, "exec", pod, "--", "ping", "-c", "1", "-W", "1", ip,
+        ])
+        .is_ok()
+    }
+
     /// Waits until the Node reports Ready (after a CNI configuration was installed).
     pub fn wait_node_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -602,37 +665,28 @@ impl Drop for NodeEnv {
 fn start_controller_manager(root: &Path, bins: &Path, kube: &KubeEnv) -> Result<Daemon> {
     let sa_key = kube_file(kube, "sa.key")?;
     let ca = kube_file(kube, "ca.crt")?;
-    let kubeconfig = kube.kubeconfig().display().to_string();
-    let spec = Spec::new(
-        "kube-controller-manager",
-        &bins.join("kube-controller-manager"),
-        root,
-    )
-    .arg(format!("--kubeconfig={kubeconfig}"))
-    .arg(format!("--authentication-kubeconfig={kubeconfig}"))
-    .arg(format!("--authorization-kubeconfig={kubeconfig}"))
-    .arg(format!(
-        "--service-account-private-key-file={}",
-        sa_key.display()
-    ))
-    .arg(format!("--root-ca-file={}", ca.display()))
-    .arg("--use-service-account-credentials=false")
-    .arg("--leader-elect=true")
-    .arg("--bind-address=127.0.0.1")
-    .arg(format!("--secure-port={}", free_port()?))
-    .arg(format!(
-        "--cert-dir={}",
-        root.join("kube-controller-manager-certs").display()
-    ))
-    .arg("--profiling=false")
-    .arg("--v=1");
+    let spec = control_plane_spec("kube-controller-manager", root, bins, kube)?
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            sa_key.display()
+        ))
+        .arg(format!("--root-ca-file={}", ca.display()))
+        .arg("--use-service-account-credentials=false");
     Daemon::spawn(spec, CONTROL_PLANE_STOP_GRACE)
 }
 
 /// kube-scheduler (default profile).
 fn start_scheduler(root: &Path, bins: &Path, kube: &KubeEnv) -> Result<Daemon> {
+    let spec = control_plane_spec("kube-scheduler", root, bins, kube)?;
+    Daemon::spawn(spec, CONTROL_PLANE_STOP_GRACE)
+}
+
+/// What the controller-manager and the scheduler (`name`, the binary) share: the admin
+/// kubeconfig for the API and for delegated authentication/authorization, leader election,
+/// their secure port on loopback with self-made certificates in `<root>/<name>-certs`.
+fn control_plane_spec(name: &str, root: &Path, bins: &Path, kube: &KubeEnv) -> Result<Spec> {
     let kubeconfig = kube.kubeconfig().display().to_string();
-    let spec = Spec::new("kube-scheduler", &bins.join("kube-scheduler"), root)
+    Ok(Spec::new(name, &bins.join(name), root)
         .arg(format!("--kubeconfig={kubeconfig}"))
         .arg(format!("--authentication-kubeconfig={kubeconfig}"))
         .arg(format!("--authorization-kubeconfig={kubeconfig}"))
@@ -641,11 +695,10 @@ fn start_scheduler(root: &Path, bins: &Path, kube: &KubeEnv) -> Result<Daemon> {
         .arg(format!("--secure-port={}", free_port()?))
         .arg(format!(
             "--cert-dir={}",
-            root.join("kube-scheduler-certs").display()
+            root.join(format!("{name}-certs")).display()
         ))
         .arg("--profiling=false")
-        .arg("--v=1");
-    Daemon::spawn(spec, CONTROL_PLANE_STOP_GRACE)
+        .arg("--v=1"))
 }
 
 /// kubelet's command line and configuration file.
@@ -722,24 +775,6 @@ fn kube_file(kube: &KubeEnv, name: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-/// A free TCP port on 127.0.0.1 (free when asked; the daemon binds it later).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Plain HTTP GET on 127.0.0.1; `Some` when the response contains `expect`.
-fn http_get_ok(port: u16, path: &str, expect: &str) -> Option<()> {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    (response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.contains(expect))
-        .then_some(())
 }
 
 /// Makes `/var/run/netns` a shared mount point, as `ip netns add` does, so that network

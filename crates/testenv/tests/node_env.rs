@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use testenv::node::NodeEnv;
 
+mod support;
+use support::{gone, mounts_under, processes_mentioning};
+
 const POD_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[test]
@@ -156,40 +159,4 @@ fn netns_files() -> BTreeSet<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .collect()
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A process is gone when /proc has no entry or only a zombie (pid 1 reaps slowly here).
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if !gone(pid) && String::from_utf8_lossy(&cmdline).contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
 }

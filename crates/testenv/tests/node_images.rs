@@ -7,6 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testenv::node::{Containerd, ContainerdSettings, Images};
+use testenv::poll::wait_until;
+
+mod support;
+use support::{mounts_under, processes_mentioning};
 
 /// How long the pause container gets to exit after SIGTERM (it should take milliseconds;
 /// ignoring the signal would mean waiting for a SIGKILL, i.e. kubelet's grace period).
@@ -105,15 +109,19 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
 
     // The pause image: running until SIGTERM, then gone at once with status 0.
     containerd.run_detached(images.pause(), "pause-sigterm", &[])?;
-    let running = wait_for(Duration::from_secs(30), || {
-        task_status(&containerd, "pause-sigterm").is_some_and(|s| s == "RUNNING")
-    });
+    let running = wait_until(
+        Duration::from_secs(30),
+        "the pause container running",
+        || task_status(&containerd, "pause-sigterm").is_some_and(|s| s == "RUNNING"),
+    )
+    .is_ok();
     assert!(running, "the pause container did not start");
     let signalled = Instant::now();
     containerd.ctr(&["tasks", "kill", "--signal", "SIGTERM", "pause-sigterm"])?;
-    let stopped = wait_for(PROMPT_EXIT, || {
+    let stopped = wait_until(PROMPT_EXIT, "the pause container stopped", || {
         task_status(&containerd, "pause-sigterm").is_some_and(|s| s == "STOPPED")
-    });
+    })
+    .is_ok();
     assert!(
         stopped,
         "the pause container ignored SIGTERM for {PROMPT_EXIT:?}"
@@ -131,12 +139,12 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     let state = containerd.dir().to_owned();
     containerd.stop();
     assert!(
-        testenv_mounts_under(&state).is_empty(),
+        mounts_under(&state).is_empty(),
         "mounts left under {}",
         state.display()
     );
     assert!(
-        pids_with_arg(&socket).is_empty(),
+        processes_mentioning(&socket.display().to_string()).is_empty(),
         "processes of {} left",
         socket.display()
     );
@@ -157,19 +165,6 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The STATUS column of `ctr tasks ls` for task `id`.
 fn task_status(containerd: &Containerd, id: &str) -> Option<String> {
     let out = containerd.ctr(&["tasks", "ls"]).ok()?;
@@ -177,35 +172,4 @@ fn task_status(containerd: &Containerd, id: &str) -> Option<String> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|cols| cols.first() == Some(&id))
         .and_then(|cols| cols.last().map(|s| s.to_string()))
-}
-
-fn testenv_mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn pids_with_arg(needle: &Path) -> Vec<u32> {
-    let needle = needle.display().to_string();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(&needle) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
