@@ -15,8 +15,9 @@
 //! router and in its own subnet, TCP and UDP; hairpin (a pod reaches a Service whose only
 //! endpoint is itself); ClientIP affinity; an endpoint made not ready, then removed: traffic
 //! to it stops (the delay is measured and printed, never asserted); a Service without a
-//! selector whose EndpointSlice is made by hand; our load balancer deleted and our switch's
-//! group reference cleared by another client: restored; endpoints in another, isolated VPC
+//! selector whose EndpointSlice is made by hand; our load balancer deleted, our switch's
+//! group reference cleared and the VPC's whole group deleted by another client: restored;
+//! endpoints in another, isolated VPC
 //! (tenant B): each VPC reaches only its own endpoints, a VPC without any gets a reset, and
 //! the Service gets a Warning Event; a controller restart keeps the rows of running Services
 //! and removes those of a Service deleted meanwhile; no Neutron row changed, and no Neutron switch or router
@@ -596,6 +597,57 @@ async fn cluster_ip_services_with_real_packets() {
         "group reference cleared by another client -> restored after {:?}",
         since.elapsed()
     );
+    wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
+
+    // ... and deletes the VPC's whole group (with its switches' references, as the
+    // database requires): restored with its balancers, both switches pointing at it.
+    let group = format!("rovn/service-group/{vpc}");
+    let group_uuid = env
+        .ovn
+        .nbctl(&[
+            "--bare",
+            "--columns",
+            "_uuid",
+            "find",
+            "Load_Balancer_Group",
+            &format!("name=\"{group}\""),
+        ])
+        .expect("find group")
+        .trim()
+        .to_owned();
+    let since = Instant::now();
+    env.ovn
+        .nbctl(&[
+            "clear",
+            "Logical_Switch",
+            "net2",
+            "load_balancer_group",
+            "--",
+            "clear",
+            "Logical_Switch",
+            "net3",
+            "load_balancer_group",
+            "--",
+            "destroy",
+            "Load_Balancer_Group",
+            &group_uuid,
+        ])
+        .expect("destroy the group");
+    eventually("the VPC's group restored and referenced", || async {
+        let named = nb_list(&env.ovn, "Load_Balancer_Group", "name");
+        named.split_whitespace().any(|n| n == group)
+            && ["net2", "net3"].iter().all(|switch| {
+                env.ovn
+                    .nbctl(&["get", "Logical_Switch", switch, "load_balancer_group"])
+                    .is_ok_and(|groups| groups.trim() != "[]")
+            })
+    })
+    .await;
+    eprintln!(
+        "group deleted by another client -> restored after {:?}",
+        since.elapsed()
+    );
+    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
     wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
 
     // A deleted Service leaves no row behind.
