@@ -10,6 +10,7 @@ pub mod condition;
 pub mod install;
 pub mod ip;
 pub mod ip_count;
+pub mod node_link;
 pub mod pod_network;
 pub mod subnet;
 pub mod unsupported;

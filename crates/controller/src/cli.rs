@@ -52,4 +52,9 @@ pub struct Args {
     /// when it is created at start-up.
     #[arg(long, default_value = "10.16.0.0/16")]
     pub default_cidr: String,
+    /// The node-link network: each served VPC's router gets its first address, each node
+    /// one of the others (the same network in every VPC); it must overlap no network of a
+    /// VPC.
+    #[arg(long, default_value = "100.64.0.0/16")]
+    pub node_link_cidr: ipnet::Ipv4Net,
 }

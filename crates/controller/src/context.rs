@@ -36,6 +36,8 @@ pub struct Settings {
     pub default_subnet: String,
     /// CIDR of the default Subnet when it is created.
     pub default_cidr: String,
+    /// The node-link network ([`crate::node_link`]).
+    pub node_link_cidr: ipnet::Ipv4Net,
 }
 
 impl Settings {
@@ -46,6 +48,7 @@ impl Settings {
             default_vpc: DEFAULT_VPC.to_string(),
             default_subnet: DEFAULT_SUBNET.to_string(),
             default_cidr: args.default_cidr.clone(),
+            node_link_cidr: args.node_link_cidr.trunc(),
         }
     }
 }

@@ -16,7 +16,9 @@
 //!   VPC's router: validated, moved, repaired), `namespace` (the namespaces'
 //!   Subnet annotations), `pod` (pods → addresses, Logical_Switch_Ports,
 //!   annotations and `IP` resources), `service` (Services and their
-//!   EndpointSlices → load balancers in a group per VPC on our switches);
+//!   EndpointSlices → load balancers in a group per VPC on our switches),
+//!   `node_link` (Nodes × served VPCs → the switch, router port, node ports and
+//!   routes joining every node to every VPC);
 //! - `leader` (one writer among replicas), `http` (probes and Prometheus).
 //!
 //! Every Northbound write goes through `ovn::owned` (the gateway): nothing
@@ -32,6 +34,7 @@ pub mod leader;
 pub mod metrics;
 pub mod namespace;
 pub mod nb_view;
+pub mod node_link;
 pub mod pod;
 pub mod queue;
 pub mod runtime;

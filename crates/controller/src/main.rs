@@ -12,7 +12,7 @@ use controller::context::Context;
 use controller::http::{self, Probes};
 use controller::leader::{LeaderElector, LeaseTiming};
 use controller::metrics::Metrics;
-use controller::{import, namespace, pod, service, subnet, vpc};
+use controller::{import, namespace, node_link, pod, service, subnet, vpc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::registry::Registry;
@@ -89,6 +89,8 @@ async fn lead(
     writers.spawn(async move { pod::run(pods).await.context("pod reconciler") });
     let services = ctx.clone();
     writers.spawn(async move { service::run(services).await.context("Service reconciler") });
+    let links = ctx.clone();
+    writers.spawn(async move { node_link::run(links).await.context("node-link reconciler") });
     let namespaces = ctx.clone();
     writers.spawn(async move {
         namespace::run(namespaces).await;

@@ -9,13 +9,18 @@ use crate::schema::Schema;
 use crate::value::Row;
 
 /// Tables (and optionally columns) to replicate from one database.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MonitorSpec {
     /// `(table, columns)`; `None` = every column of the table.
     pub tables: Vec<(String, Option<Vec<String>>)>,
     /// Secondary indexes the replica keeps, `(table, index)`: declared by the
     /// user of the replica for the lookups it makes ([`crate::Replica::find`]).
     pub indexes: Vec<(String, Index)>,
+    /// `(table, conditions)`: only the rows matching every condition are
+    /// replicated (`where` of `monitor_cond`/`monitor_cond_since`; a server
+    /// offering only RFC 7047 `monitor` sends every row, so users still
+    /// filter what they read).
+    pub conditions: Vec<(String, Vec<crate::Condition>)>,
 }
 
 /// A secondary index of a replica table: rows by the string value of a
@@ -74,7 +79,7 @@ impl MonitorSpec {
     pub fn all_tables(schema: &Schema) -> Self {
         MonitorSpec {
             tables: schema.tables.keys().map(|t| (t.clone(), None)).collect(),
-            indexes: Vec::new(),
+            ..MonitorSpec::default()
         }
     }
 
@@ -90,6 +95,17 @@ impl MonitorSpec {
             table.into(),
             Some(columns.iter().map(|c| (*c).to_owned()).collect()),
         ));
+        self
+    }
+
+    /// Replicates only the rows of `table` matching every one of `conditions`
+    /// (see [`MonitorSpec::conditions`]).
+    pub fn only_where(
+        mut self,
+        table: impl Into<String>,
+        conditions: Vec<crate::Condition>,
+    ) -> Self {
+        self.conditions.push((table.into(), conditions));
         self
     }
 
@@ -132,13 +148,22 @@ impl MonitorSpec {
     }
 
     /// The `monitor-requests` object.
-    pub(crate) fn requests(&self) -> Json {
+    pub(crate) fn requests(&self, method: MonitorMethod) -> Json {
         let mut m = Map::new();
         for (t, cols) in &self.tables {
-            let req = match cols {
+            let mut req = match cols {
                 Some(c) => json!({"columns": c}),
                 None => json!({}),
             };
+            let conditions = self
+                .conditions
+                .iter()
+                .filter(|(table, _)| table == t)
+                .flat_map(|(_, c)| c.iter().map(crate::Condition::to_json));
+            let conditions: Vec<Json> = conditions.collect();
+            if method != MonitorMethod::Plain && !conditions.is_empty() {
+                req["where"] = Json::Array(conditions);
+            }
             m.insert(t.clone(), json!([req]));
         }
         Json::Object(m)
@@ -183,7 +208,7 @@ impl MonitorMethod {
         spec: &MonitorSpec,
         last_txn_id: Option<&str>,
     ) -> Json {
-        let reqs = spec.requests();
+        let reqs = spec.requests(self);
         match self {
             MonitorMethod::CondSince => {
                 let since = last_txn_id.unwrap_or("00000000-0000-0000-0000-000000000000");

@@ -79,7 +79,7 @@ impl Condition {
             value: value.into(),
         }
     }
-    fn to_json(&self) -> Json {
+    pub(crate) fn to_json(&self) -> Json {
         json!([self.column, self.function.as_str(), self.value.to_json()])
     }
 }

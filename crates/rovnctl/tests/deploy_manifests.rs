@@ -24,6 +24,7 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     ("", "namespaces", &["list", "watch", "patch"]),
     // service.rs: reflector/watcher on Api::<Service>::all (list + watch).
     ("", "services", &["list", "watch"]),
+    ("", "nodes", &["list", "watch"]),
     // service.rs: reflector/watcher on Api::<EndpointSlice>::all (list + watch).
     ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     // import.rs/vpc.rs/subnet.rs: watchers and Controllers on ctx.vpcs() (list + watch),

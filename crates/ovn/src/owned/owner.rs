@@ -78,15 +78,20 @@ pub enum Kind {
     /// The Load_Balancer_Group of a VPC's Services, applied to the VPC's
     /// switches of ours (the object is the VPC).
     ServiceGroup,
+    /// The path between the nodes and a VPC (the object is the VPC): its
+    /// node switch, router port, the nodes' switch ports and the routes to
+    /// the nodes' addresses.
+    NodeLink,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::Pod,
         Kind::Service,
         Kind::ServiceGroup,
+        Kind::NodeLink,
     ];
 
     /// The value of [`KIND_KEY`].
@@ -97,6 +102,7 @@ impl Kind {
             Kind::Pod => "pod",
             Kind::Service => "service",
             Kind::ServiceGroup => "service-group",
+            Kind::NodeLink => "node-link",
         }
     }
 
@@ -146,6 +152,11 @@ impl Owner {
     /// The Services of VPC `vpc` (its load balancer group).
     pub fn service_group(vpc: &str) -> Self {
         Self::new(Kind::ServiceGroup, vpc)
+    }
+
+    /// The path between the nodes and VPC `vpc`.
+    pub fn node_link(vpc: &str) -> Self {
+        Self::new(Kind::NodeLink, vpc)
     }
 
     /// The kind of object.

@@ -7,9 +7,11 @@
 //!   it was read) and always carry the owner condition (`external_ids`
 //!   includes the owner's keys), so a row that stopped being ours between the
 //!   read and the commit is left alone.
-//! - The one write to a row that is not ours is adding or removing our
-//!   router port in a router's `ports` ([`OwnedTxn::attach_router_port`],
-//!   [`OwnedTxn::detach_router_port`]).
+//! - The one write to a row that is not ours is adding or removing our own
+//!   row in a router's set column: our router port in `ports`
+//!   ([`OwnedTxn::attach_router_port`], [`OwnedTxn::detach_router_port`]) and
+//!   our static route in `static_routes` ([`OwnedTxn::attach_static_route`],
+//!   [`OwnedTxn::detach_static_route`]).
 //! - Load_Balancer_Group rows have no `external_ids`: ours are named
 //!   `rovn/<kind>/<object>` ([`Owner::row_name`]), and every write to one
 //!   carries the name as its condition; their members are our load
@@ -22,7 +24,10 @@ use ovsdb::{
 
 use super::owner::{Mine, Owned, Owner, Reserved, check_external_ids, check_name};
 use crate::Table;
-use crate::nb::{DATABASE, LoadBalancer, LoadBalancerGroup, LogicalRouter, LogicalRouterPort};
+use crate::nb::{
+    DATABASE, LoadBalancer, LoadBalancerGroup, LogicalRouter, LogicalRouterPort,
+    LogicalRouterStaticRoute,
+};
 
 /// An operation of an [`OwnedTxn`], to read its outcome in [`Committed`] or
 /// to tell whether it is the one that failed.
@@ -322,7 +327,7 @@ impl OwnedTxn {
             RouterPort::Inserted(named) => Atom::from(named),
             RouterPort::Ours(mine) => Atom::from(mine.uuid),
         };
-        self.mutate_router_ports(router, Mutation::insert("ports", Value::set([port])))
+        self.mutate_router(router, Mutation::insert("ports", Value::set([port])))
     }
 
     /// Removes our router port `port` from `router`'s `ports` (OVN then
@@ -332,10 +337,39 @@ impl OwnedTxn {
         router: &LogicalRouter,
         port: &Mine<LogicalRouterPort>,
     ) -> Op {
-        self.mutate_router_ports(router, Mutation::delete("ports", Value::set([port.uuid])))
+        self.mutate_router(router, Mutation::delete("ports", Value::set([port.uuid])))
     }
 
-    fn mutate_router_ports(&mut self, router: &LogicalRouter, mutation: Mutation) -> Op {
+    /// The same one write for routes: inserts `owner`'s static route `route`
+    /// and adds it to `router`'s `static_routes` (the table is not a root
+    /// set: a route lives as long as a router holds it).
+    pub fn attach_static_route(
+        &mut self,
+        router: &LogicalRouter,
+        owner: &Owner,
+        route: &LogicalRouterStaticRoute,
+    ) -> Result<Op, Refused> {
+        let named = self.insert(owner, route)?;
+        Ok(self.mutate_router(
+            router,
+            Mutation::insert("static_routes", Value::set([Atom::from(&named)])),
+        ))
+    }
+
+    /// Removes our static route `route` from `router`'s `static_routes`
+    /// (OVN then drops the unreferenced row).
+    pub fn detach_static_route(
+        &mut self,
+        router: &LogicalRouter,
+        route: &Mine<LogicalRouterStaticRoute>,
+    ) -> Op {
+        self.mutate_router(
+            router,
+            Mutation::delete("static_routes", Value::set([route.uuid])),
+        )
+    }
+
+    fn mutate_router(&mut self, router: &LogicalRouter, mutation: Mutation) -> Op {
         self.push(Operation::Mutate {
             table: LogicalRouter::NAME.to_string(),
             conditions: vec![Condition::uuid(router.uuid)],
