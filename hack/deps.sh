@@ -18,6 +18,7 @@ die() {
 PACKAGES=(
 	ovn-central ovn-host openvswitch-switch # ovsdb-server, ovn-northd, ovs-vswitchd, ovn-controller, ovs-pki
 	iproute2 ethtool iputils-ping           # network namespaces, veths, checksum offload, ping
+	nftables                                # nft in rovn's image: the agent's node-link NAT
 	openssl                                 # ovs-pki
 	util-linux procps                       # flock (hack/*-bins.sh), ps
 	ca-certificates git build-essential pkg-config

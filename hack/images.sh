@@ -7,8 +7,9 @@
 #   busybox.tar  rovn.local/busybox:<ver>    workload image: Debian's busybox-static with every
 #                                            applet as a symlink in /bin (sh, ping, nc, httpd, ...)
 #   rovn.tar     rovn.local/rovn:<version>   rovn-controller, rovn-agent and rovn-cni in
-#                                            /usr/local/bin, the shared libraries ldd lists for
-#                                            them, busybox (the agent DaemonSet's init
+#                                            /usr/local/bin, Debian's nft in /usr/sbin (the
+#                                            agent's node-link firewall and NAT), the shared
+#                                            libraries ldd lists for them, busybox (the agent DaemonSet's init
 #                                            container installs rovn-cni with its sh and cp),
 #                                            /var/run -> /run
 #   images.txt   "<file> <image name>" per line
@@ -161,6 +162,9 @@ for b in "${ROVN_BINS[@]}"; do
 	[[ -x "$bin_dir/$b" ]] || die "$bin_dir/$b is missing (ROVN_BIN_DIR=${ROVN_BIN_DIR:-unset})"
 	bins+=("$bin_dir/$b")
 done
+NFT=/usr/sbin/nft
+[[ -x "$NFT" ]] || die "$NFT is missing: install Debian's nftables"
+bins+=("$NFT")
 # The shared libraries the binaries load, by the path the dynamic loader uses (ldd's output:
 # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and the loader "/lib64/ld-linux-...").
 mapfile -t libs < <(ldd "${bins[@]}" | sed -n -e 's/^[[:space:]]*[^[:space:]]* => \(\/[^[:space:]]*\) (0x[0-9a-f]*)$/\1/p' \
@@ -183,12 +187,13 @@ if [[ ! -f "$rovn_tar" ]]; then
 		strip --strip-debug -o "$WORK/$b" "$bin_dir/$b"
 		files+=(--file "/usr/local/bin/$b=$WORK/$b:0755")
 	done
+	files+=(--file "$NFT=$NFT:0755")
 	for lib in "${libs[@]}"; do
 		files+=(--file "$lib=$(readlink -f "$lib"):0755")
 	done
 	# /var/run -> /run as on the hosts: the runtime names pod network namespaces
 	# /var/run/netns/..., deploy/ mounts the host's /run/netns and /run/openvswitch.
-	oci --name "$ROVN_NAME" --out "$rovn_tar" --env PATH=/usr/local/bin:/bin \
+	oci --name "$ROVN_NAME" --out "$rovn_tar" --env PATH=/usr/local/bin:/usr/sbin:/bin \
 		"${files[@]}" "${BUSYBOX_FILES[@]}" "${ACCOUNTS[@]}" --dir /run --symlink /var/run=../run
 fi
 

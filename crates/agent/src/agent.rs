@@ -294,6 +294,7 @@ impl Agent {
                 ifname: ifname.to_owned(),
                 netns: netns.to_owned(),
                 ips: ips.join(","),
+                logical_switch: network.logical_switch.clone(),
             })
             .await
             .map_err(|e| error(OVS_FAILURE, "plugging the pod's port into OVS failed", e))?;

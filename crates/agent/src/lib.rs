@@ -9,6 +9,9 @@
 //!   answers once OVN reports the port up ([`port_up`], or ovn-controller's `ovn-installed`);
 //!   DEL, CHECK, STATUS and GC; [`ip_record`] writes the container id into the pod's `IP`
 //!   resource.
+//! - [`node_link`]: the node's side of the node links — a gateway namespace per VPC bound
+//!   to the node's port on the VPC's node-link switch, and a route to every local pod through
+//!   its VPC's gateway (kubelet's probes; pods reaching host-network endpoints).
 
 pub mod agent;
 pub mod changes;
@@ -16,6 +19,7 @@ pub mod chassis;
 pub mod ethtool;
 pub mod ip_record;
 pub mod link;
+pub mod node_link;
 pub mod ovs;
 pub mod pod;
 pub mod port_up;

@@ -36,7 +36,7 @@ pub struct LinkError {
 }
 
 impl LinkError {
-    fn new(action: impl Into<String>, reason: impl ToString) -> Self {
+    pub(crate) fn new(action: impl Into<String>, reason: impl ToString) -> Self {
         LinkError {
             action: action.into(),
             reason: reason.to_string(),
@@ -97,7 +97,7 @@ where
 }
 
 /// Opens a network namespace file.
-fn open_netns(path: &Path) -> Result<File, LinkError> {
+pub(crate) fn open_netns(path: &Path) -> Result<File, LinkError> {
     File::open(path).map_err(|e| LinkError {
         action: format!("opening network namespace {}", path.display()),
         reason: e.to_string(),
@@ -106,25 +106,25 @@ fn open_netns(path: &Path) -> Result<File, LinkError> {
 }
 
 /// Moves the calling thread into the namespace of `file`.
-fn enter(file: &File, path: &Path) -> Result<(), LinkError> {
+pub(crate) fn enter(file: &File, path: &Path) -> Result<(), LinkError> {
     setns(file, CloneFlags::CLONE_NEWNET)
         .map_err(|e| LinkError::new(format!("entering network namespace {}", path.display()), e))
 }
 
 /// A netlink connection in the calling thread's current namespace.
-fn connect() -> Result<Handle, LinkError> {
+pub(crate) fn connect() -> Result<Handle, LinkError> {
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|e| LinkError::new("opening a netlink socket", e))?;
     tokio::spawn(connection);
     Ok(handle)
 }
 
-fn is_not_found(error: &rtnetlink::Error) -> bool {
+pub(crate) fn is_not_found(error: &rtnetlink::Error) -> bool {
     matches!(error, rtnetlink::Error::NetlinkError(m) if NOT_FOUND_ERRNOS.contains(&-m.raw_code()))
 }
 
 /// The index of link `name`, `None` if there is none.
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
+pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
     let mut links = handle.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {
         Ok(found) => Ok(found.map(|link| link.header.index)),

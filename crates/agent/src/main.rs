@@ -8,6 +8,7 @@ use std::time::Duration;
 use agent::chassis::{self, ChassisSettings};
 use agent::ovs::LocalSwitch;
 use agent::port_up::PortUpWait;
+use agent::node_link::{NodeLinkSettings, NodeLinks};
 use agent::{Agent, AgentSettings};
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -56,6 +57,10 @@ struct Flags {
     /// the agent's own.
     #[arg(long)]
     host_netns: Option<PathBuf>,
+    /// The link-local network the node-link gateways' uplinks are cut from (a /30 per VPC;
+    /// keep 169.254.169.254, OpenStack's metadata address, out of it).
+    #[arg(long, default_value = "169.254.64.0/18")]
+    node_link_uplinks: ipnet::Ipv4Net,
     /// Seconds ADD waits for the controller's allocation annotations.
     #[arg(long, default_value_t = 60)]
     allocation_timeout: u64,
@@ -96,15 +101,32 @@ async fn run(flags: Flags) -> Result<()> {
         .context("setting up the chassis")?;
         tracing::info!(system_id = %outcome.system_id, bridge_created = outcome.bridge_created, "chassis set up");
     }
-    let switch = LocalSwitch::open(ovs, &flags.bridge).await?;
+    let switch = LocalSwitch::open(ovs.clone(), &flags.bridge).await?;
+    let mut node_links = None;
     let port_up = match &flags.ovn_nb {
         Some(nb) => {
             let client = Client::connect(ClientConfig::from_remotes(nb)?.with_leader_only(true))
                 .await
                 .with_context(|| format!("connecting to {nb}"))?;
+            let links = NodeLinks::start(
+                NodeLinkSettings {
+                    node: flags.node_name.clone(),
+                    chassis_netns: flags.host_netns.clone(),
+                    mtu: flags.mtu,
+                    uplinks: flags.node_link_uplinks.trunc(),
+                },
+                &client,
+                LocalSwitch::open(ovs, &flags.bridge).await?,
+            )
+            .await
+            .context("replicating this node's node-link ports")?;
+            node_links = Some(tokio::spawn(links.run()));
             Some(PortUpWait::new(client).await?)
         }
-        None => None,
+        None => {
+            tracing::warn!("no --ovn-nb: no node links (kubelet probes and host-network endpoints do not reach pods)");
+            None
+        }
     };
     let pods = kube_client(flags.kubeconfig.as_ref()).await?;
     let agent = Arc::new(Agent::new(
@@ -126,8 +148,15 @@ async fn run(flags: Flags) -> Result<()> {
         async move { agent.handle(request).await }
     });
     let mut terminate = signal(SignalKind::terminate())?;
+    let node_links = async move {
+        match node_links {
+            Some(task) => task.await?,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         served = serve => served.context("serving the CNI socket")?,
+        ended = node_links => ended.context("node links")?,
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
     }

@@ -21,6 +21,10 @@ pub const OVN_INSTALLED: &str = "ovn-installed";
 pub const CONTAINER_ID: &str = "rovn:container_id";
 /// `external_ids` key: the pod end's name (`CNI_IFNAME`).
 pub const IFNAME: &str = "rovn:ifname";
+/// `external_ids` key of a pod port: the pod's Subnet (its logical switch).
+pub const LOGICAL_SWITCH: &str = "rovn:logical_switch";
+/// `external_ids` key marking an interface as a node-link port of rovn: its logical port.
+pub const NODE_LINK: &str = "rovn:node_link";
 
 /// A failure of the local switch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,8 +56,11 @@ pub struct PodPort {
     pub ifname: String,
     /// `CNI_NETNS`.
     pub netns: String,
-    /// The pod's addresses, comma-separated (informational, as Kube-OVN writes `ip`).
+    /// The pod's addresses, comma-separated (as Kube-OVN writes `ip`; the node links route
+    /// them).
     pub ips: String,
+    /// The pod's Subnet.
+    pub logical_switch: String,
 }
 
 /// One of our ports found in the database.
@@ -65,6 +72,10 @@ pub struct OwnedPort {
     pub container_id: String,
     /// Its pod end name.
     pub ifname: String,
+    /// The pod's addresses.
+    pub ips: Vec<std::net::IpAddr>,
+    /// The pod's Subnet (ports plugged by older agents have none).
+    pub logical_switch: Option<String>,
 }
 
 /// The local switch: a client, a replica of its bridges/ports/interfaces, the bridge to use.
@@ -115,7 +126,6 @@ impl LocalSwitch {
     /// Plugs `port` into the bridge (replacing a port of the same name left by an earlier
     /// attempt), in one transaction.
     pub async fn plug(&self, port: &PodPort) -> Result<(), OvsError> {
-        let existing = self.port_uuids(&port.host_if).await?;
         let ids = BTreeMap::from([
             (IFACE_ID.to_owned(), port.iface_id.clone()),
             ("attached-mac".to_owned(), port.mac.clone()),
@@ -126,20 +136,68 @@ impl LocalSwitch {
             ("ip".to_owned(), port.ips.clone()),
             (CONTAINER_ID.to_owned(), port.container_id.clone()),
             (IFNAME.to_owned(), port.ifname.clone()),
+            (LOGICAL_SWITCH.to_owned(), port.logical_switch.clone()),
         ]);
         let owner = BTreeMap::from([
             (CONTAINER_ID.to_owned(), port.container_id.clone()),
             (IFNAME.to_owned(), port.ifname.clone()),
         ]);
+        self.plug_interface(&port.host_if, ids, owner).await
+    }
+
+    /// Plugs the node-link port `host_if` bound to logical port `iface_id` with MAC `mac`.
+    pub async fn plug_node_link(
+        &self,
+        host_if: &str,
+        iface_id: &str,
+        mac: &str,
+    ) -> Result<(), OvsError> {
+        let ids = BTreeMap::from([
+            (IFACE_ID.to_owned(), iface_id.to_owned()),
+            ("attached-mac".to_owned(), mac.to_owned()),
+            ("iface-status".to_owned(), "active".to_owned()),
+            (NODE_LINK.to_owned(), iface_id.to_owned()),
+        ]);
+        let owner = BTreeMap::from([(NODE_LINK.to_owned(), iface_id.to_owned())]);
+        self.plug_interface(host_if, ids, owner).await
+    }
+
+    /// The node-link ports in the database: interface name and logical port.
+    pub fn node_link_ports(&self) -> Vec<(String, String)> {
+        self.changes
+            .replica()
+            .table(Interface::NAME)
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    row.get_str("name")?.to_owned(),
+                    row.get_map_str("external_ids", NODE_LINK)?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The replica of the local database (to follow its changes).
+    pub fn replica(&self) -> &ovsdb::Replica {
+        self.changes.replica()
+    }
+
+    async fn plug_interface(
+        &self,
+        host_if: &str,
+        ids: BTreeMap<String, String>,
+        owner: BTreeMap<String, String>,
+    ) -> Result<(), OvsError> {
+        let existing = self.port_uuids(host_if).await?;
         let mut tx = TxnBuilder::new(vswitch::DATABASE);
         let interface = Interface {
-            name: port.host_if.clone(),
+            name: host_if.to_owned(),
             external_ids: ids,
             ..Default::default()
         };
         let iface = tx.insert(Interface::NAME, interface.to_row());
         let row = Port {
-            name: port.host_if.clone(),
+            name: host_if.to_owned(),
             external_ids: owner,
             ..Default::default()
         }
@@ -241,6 +299,16 @@ impl LocalSwitch {
                         .get_map_str("external_ids", IFNAME)
                         .unwrap_or_default()
                         .to_owned(),
+                    ips: row
+                        .get_map_str("external_ids", "ip")
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|ip| ip.trim().parse().ok())
+                        .collect(),
+                    logical_switch: row
+                        .get_map_str("external_ids", LOGICAL_SWITCH)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
                 })
             })
             .collect()

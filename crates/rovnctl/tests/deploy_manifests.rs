@@ -322,18 +322,21 @@ fn deploy_applies_server_side_with_exactly_the_rbac_the_code_uses() {
         .into_iter()
         .find(|c| c["name"].as_str() == Some("agent"))
         .expect("agent container");
-    assert_ne!(
+    // Privileged only because its node-link gateways' namespaces are mounted with
+    // Bidirectional propagation (allowed to privileged containers only), and only there.
+    assert_eq!(
         agent_container["securityContext"]["privileged"].as_bool(),
         Some(true),
-        "the agent needs capabilities, not privileged mode"
+        "the agent mounts its gateways' namespaces for the host"
     );
-    let caps: BTreeSet<&str> = agent_container["securityContext"]["capabilities"]["add"]
+    let bidirectional: Vec<&str> = agent_container["volumeMounts"]
         .as_sequence()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
+        .filter(|m| m["mountPropagation"].as_str() == Some("Bidirectional"))
+        .filter_map(|m| m["mountPath"].as_str())
         .collect();
-    assert_eq!(caps, BTreeSet::from(["NET_ADMIN", "SYS_ADMIN"]));
+    assert_eq!(bidirectional, ["/run/netns"]);
 
     // The scripts only pass flags the binaries have.
     let controller_help = help_of("rovn-controller");

@@ -16,8 +16,8 @@
 //! controller-manager or scheduler: tests set `spec.nodeName` themselves and
 //! delete what they create. The `ServiceAccount` admission plugin is off (no
 //! controller creates the `default` service accounts) unless started with
-//! [`KubeEnv::start_with_service_accounts`] (the real node, whose
-//! controller-manager creates them). The client authenticates with a
+//! [`KubeEnv::start_on`] (the real node, whose controller-manager creates
+//! them; the API server then serves on the node's address). The client authenticates with a
 //! certificate of group `system:masters`.
 //!
 //! Starting blocks (`std::process`); [`KubeEnv::client`] is async and makes a
@@ -97,19 +97,25 @@ impl KubeEnv {
         Self::start_new(Admission::WithoutServiceAccounts)
     }
 
-    /// Starts a new environment with the `ServiceAccount` admission plugin: pods get their
-    /// ServiceAccount's token (in-cluster clients work), and a pod whose ServiceAccount does
-    /// not exist is refused, so a controller-manager must create them.
-    pub fn start_with_service_accounts() -> Result<Self> {
-        Self::start_new(Admission::WithServiceAccounts)
+    /// Starts a new environment for a node: with the `ServiceAccount` admission plugin
+    /// (pods get their ServiceAccount's token, in-cluster clients work, and a pod whose
+    /// ServiceAccount does not exist is refused, so a controller-manager must create them),
+    /// serving on `address` (the node's InternalIP) instead of 127.0.0.1 and advertising it:
+    /// the `kubernetes` Service's endpoint is an address pods can be routed to.
+    pub fn start_on(address: Ipv4Addr) -> Result<Self> {
+        Self::start_new_on(Admission::WithServiceAccounts, address)
     }
 
     fn start_new(admission: Admission) -> Result<Self> {
+        Self::start_new_on(admission, Ipv4Addr::LOCALHOST)
+    }
+
+    fn start_new_on(admission: Admission, address: Ipv4Addr) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("rovn-kube-")
             .tempdir()
             .context("creating the environment's directory")?;
-        Self::start_in(dir, admission)
+        Self::start_in(dir, admission, address)
     }
 
     /// The environment shared by all tests of this process, started on first
@@ -125,19 +131,21 @@ impl KubeEnv {
                     .prefix(&format!("{SHARED_DIR_PREFIX}{}-", std::process::id()))
                     .tempdir()
                     .context("creating the shared environment's directory")
-                    .and_then(|dir| Self::start_in(dir, Admission::WithoutServiceAccounts))
+                    .and_then(|dir| {
+                        Self::start_in(dir, Admission::WithoutServiceAccounts, Ipv4Addr::LOCALHOST)
+                    })
                     .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| anyhow!("starting the shared Kubernetes test environment: {e}"))
     }
 
-    fn start_in(dir: TempDir, admission: Admission) -> Result<Self> {
+    fn start_in(dir: TempDir, admission: Admission, address: Ipv4Addr) -> Result<Self> {
         let bins = k8s_bins()?;
-        let certs = Certs::generate(dir.path())?;
+        let certs = Certs::generate(dir.path(), address)?;
         let (etcd, etcd_url) = start_etcd(dir.path(), &bins)?;
         let (apiserver, server_url, kubeconfig) =
-            start_apiserver(dir.path(), &bins, &certs, &etcd_url, admission)?;
+            start_apiserver(dir.path(), &bins, &certs, &etcd_url, admission, address)?;
         Ok(Self {
             apiserver,
             etcd,
@@ -160,7 +168,8 @@ impl KubeEnv {
         &self.kubeconfig
     }
 
-    /// `https://127.0.0.1:<port>` of the API server.
+    /// `https://<address>:<port>` of the API server (127.0.0.1 unless started with
+    /// [`KubeEnv::start_on`]).
     pub fn server_url(&self) -> &str {
         &self.server_url
     }
@@ -303,18 +312,19 @@ fn start_apiserver(
     certs: &Certs,
     etcd_url: &str,
     admission: Admission,
+    address: Ipv4Addr,
 ) -> Result<(Daemon, String, PathBuf)> {
     let kubeconfig = dir.join("kubeconfig");
     let (apiserver, server_url) = retry_port_races(
         || {
             let port = free_port()?;
-            let server_url = format!("https://127.0.0.1:{port}");
+            let server_url = format!("https://{address}:{port}");
             write_kubeconfig(&kubeconfig, &server_url, certs)?;
             let path = |p: &Path| p.display().to_string();
             let mut args = vec![
                 format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
+                format!("--bind-address={address}"),
+                format!("--advertise-address={address}"),
                 format!("--secure-port={port}"),
                 format!("--cert-dir={}", dir.join("apiserver-certs").display()),
                 format!("--tls-cert-file={}", path(&certs.server_cert)),
@@ -338,7 +348,7 @@ fn start_apiserver(
             let kubectl = bins.join("kubectl");
             wait_ready_or_port_race(&mut apiserver, "kube-apiserver /readyz", || {
                 // Cheap TCP check first; kubectl only once the port is open.
-                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+                TcpStream::connect((address, port)).ok()?;
                 let out = Command::new(&kubectl)
                     .arg(format!("--kubeconfig={}", kubeconfig.display()))
                     .args(["get", "--raw", "/readyz"])

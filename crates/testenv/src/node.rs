@@ -229,7 +229,7 @@ impl NodeEnv {
 
         // OVN first: the chassis is there before any pod can need it.
         let ovn = builder.ovn.map(OvnEnvBuilder::start).transpose()?;
-        let kube = KubeEnv::start_with_service_accounts()?;
+        let kube = KubeEnv::start_on(node_ip)?;
         ensure_shared_netns_dir()?;
 
         let cni_bin_dir = root.join("cni/bin");

@@ -105,7 +105,7 @@ fn vpc_of<T>(row: &Mine<T>) -> &str {
     row.owner().object()
 }
 
-fn holders<'a>(routers: &'a [LogicalRouter], uuid: ovsdb::Uuid) -> Vec<&'a LogicalRouter> {
+fn holders(routers: &[LogicalRouter], uuid: ovsdb::Uuid) -> Vec<&LogicalRouter> {
     routers
         .iter()
         .filter(|r| r.ports.contains(&uuid) || r.static_routes.contains(&uuid))

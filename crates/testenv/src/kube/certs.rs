@@ -1,6 +1,6 @@
 //! Certificates and keys of the Kubernetes test environment, made with the
 //! `openssl` command-line tool: a CA, the API server's serving certificate
-//! (for 127.0.0.1), an admin client certificate (group `system:masters`) and
+//! (for 127.0.0.1, the address it serves on and the `kubernetes` Service's 10.96.0.1), an admin client certificate (group `system:masters`) and
 //! the service-account signing key pair.
 
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+subjectAltName = IP:127.0.0.1,IP:10.96.0.1,IP:@ADDRESS@,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
 authorityKeyIdentifier = keyid
 [client]
 basicConstraints = critical,CA:FALSE
@@ -49,9 +49,10 @@ pub(crate) struct Certs {
 
 impl Certs {
     /// Generates all files in `dir`.
-    pub(crate) fn generate(dir: &Path) -> Result<Self> {
+    pub(crate) fn generate(dir: &Path, address: std::net::Ipv4Addr) -> Result<Self> {
         let config = dir.join("openssl.cnf");
-        std::fs::write(&config, OPENSSL_CONFIG).context("writing openssl.cnf")?;
+        std::fs::write(&config, OPENSSL_CONFIG.replace("@ADDRESS@", &address.to_string()))
+            .context("writing openssl.cnf")?;
         let path = |name: &str| dir.join(name);
         let certs = Certs {
             ca_cert: path("ca.crt"),
