@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::chassis::{self, ChassisSettings};
+use agent::node_link::{NodeLinkSettings, NodeLinks};
 use agent::ovs::LocalSwitch;
 use agent::port_up::PortUpWait;
-use agent::node_link::{NodeLinkSettings, NodeLinks};
 use agent::{Agent, AgentSettings};
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -124,7 +124,9 @@ async fn run(flags: Flags) -> Result<()> {
             Some(PortUpWait::new(client).await?)
         }
         None => {
-            tracing::warn!("no --ovn-nb: no node links (kubelet probes and host-network endpoints do not reach pods)");
+            tracing::warn!(
+                "no --ovn-nb: no node links (kubelet probes and host-network endpoints do not reach pods)"
+            );
             None
         }
     };

@@ -387,13 +387,19 @@ mod tests {
         let (node, gw) = uplink_ends(uplinks, 3);
         assert_eq!(
             (node, gw),
-            ("169.254.64.13".parse().unwrap(), "169.254.64.14".parse().unwrap())
+            (
+                "169.254.64.13".parse().unwrap(),
+                "169.254.64.14".parse().unwrap()
+            )
         );
         assert_eq!(slot_of(uplinks, node), Some(3));
         assert_eq!(slot_of(uplinks, "10.0.0.1".parse().unwrap()), None);
         let (netns, ovs_if, node_if) = names("rovn-node/neutron-r1/node-1");
         assert!(netns.starts_with("rovn-gw-") && netns.len() == 16);
         assert!(ovs_if.len() <= 15 && gateway::is_uplink_name(&node_if));
-        assert_eq!(parse_mac("0a:52:64:40:00:02"), Some([10, 82, 100, 64, 0, 2]));
+        assert_eq!(
+            parse_mac("0a:52:64:40:00:02"),
+            Some([10, 82, 100, 64, 0, 2])
+        );
     }
 }

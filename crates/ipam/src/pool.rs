@@ -11,6 +11,8 @@ use crate::config::{Family, FamilyConfig};
 use crate::error::ReservedReason;
 use crate::range_set::RangeSet;
 
+/// How many never-used addresses [`FamilyPool::next_free_avoiding`] looks at.
+const AVOID_SCAN: usize = 65_536;
 /// An address as an integer (IPv4 in the low 32 bits).
 pub(crate) fn to_int(ip: IpAddr) -> u128 {
     match ip {
@@ -130,6 +132,28 @@ impl FamilyPool {
             self.released.pop_front();
         }
         None
+    }
+
+    /// Like [`FamilyPool::next_free`], preferring an address `avoid` does not reject (among
+    /// the first [`AVOID_SCAN`] never-used ones, then the released ones); `next_free` when
+    /// all of those are rejected.
+    pub(crate) fn next_free_avoiding(&mut self, avoid: &dyn Fn(IpAddr) -> bool) -> Option<IpAddr> {
+        let fresh = self
+            .fresh
+            .values()
+            .take(AVOID_SCAN)
+            .map(|v| self.address(v))
+            .find(|ip| !avoid(*ip));
+        if fresh.is_some() {
+            return fresh;
+        }
+        let released = self
+            .released
+            .iter()
+            .filter(|(value, seq)| self.released_live.get(value) == Some(seq))
+            .map(|(value, _)| self.address(*value))
+            .find(|ip| !avoid(*ip));
+        released.or_else(|| self.next_free())
     }
 
     /// Marks `ip` used by `owner`. The caller has checked that it is inside the CIDR,

@@ -27,6 +27,11 @@ impl RangeSet {
         self.len
     }
 
+    /// The values in increasing order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = u128> + '_ {
+        self.ranges.iter().flat_map(|(&start, &end)| start..=end)
+    }
+
     /// The lowest value.
     pub(crate) fn first(&self) -> Option<u128> {
         self.ranges.keys().next().copied()

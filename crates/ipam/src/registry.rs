@@ -53,14 +53,42 @@ impl Ipam {
         self.subnets.values()
     }
 
-    /// [`Subnet::allocate`] in subnet `subnet`.
+    /// [`Subnet::allocate`] in subnet `subnet`. A dynamic address held in another subnet
+    /// whose CIDR overlaps (another VPC's: a VPC's own subnets never overlap) is given only
+    /// when no other is left, so that pods of tenants using the same CIDR rarely share an
+    /// address (a node reaches its pods by address alone).
     pub fn allocate(
         &mut self,
         subnet: &str,
         owner: &str,
         request: &AddressRequest,
     ) -> Result<Allocation, AllocError> {
-        self.subnet_mut(subnet)?.allocate(owner, request)
+        let cidrs: Vec<ipnet::IpNet> = self
+            .subnet_mut(subnet)?
+            .config()
+            .families()
+            .map(|f| f.cidr)
+            .collect();
+        let held: std::collections::HashSet<IpAddr> = self
+            .subnets
+            .iter()
+            .filter(|(name, _)| name.as_str() != subnet)
+            .filter(|(_, other)| {
+                other.config().families().any(|f| {
+                    cidrs
+                        .iter()
+                        .any(|c| c.contains(&f.cidr.network()) || f.cidr.contains(&c.network()))
+                })
+            })
+            .flat_map(|(_, other)| {
+                other
+                    .allocations()
+                    .flat_map(|(_, a)| a.ips())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.subnet_mut(subnet)?
+            .allocate_avoiding(owner, request, &|ip| held.contains(&ip))
     }
 
     /// [`Subnet::release`] in subnet `subnet` (`None` if the subnet or owner is unknown).

@@ -230,6 +230,17 @@ impl Subnet {
         owner: &str,
         request: &AddressRequest,
     ) -> Result<Allocation, AllocError> {
+        self.allocate_avoiding(owner, request, &|_| false)
+    }
+
+    /// [`Subnet::allocate`], giving a dynamic address that `avoid` rejects only when no
+    /// other is left (e.g. addresses another VPC's overlapping Subnet holds).
+    pub fn allocate_avoiding(
+        &mut self,
+        owner: &str,
+        request: &AddressRequest,
+        avoid: &dyn Fn(IpAddr) -> bool,
+    ) -> Result<Allocation, AllocError> {
         let existing = self.owners.get(owner).copied();
         let mut planned: Vec<IpAddr> = Vec::new();
         for &ip in &request.ips {
@@ -266,7 +277,7 @@ impl Subnet {
                 Some(&ip) => ip,
                 None => self
                     .pool_mut(family)
-                    .and_then(FamilyPool::next_free)
+                    .and_then(|pool| pool.next_free_avoiding(avoid))
                     .ok_or_else(|| AllocError::Exhausted {
                         subnet: self.name.clone(),
                         family,

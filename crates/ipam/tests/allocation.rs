@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipam::{
-    AddressRequest, AllocError, Displaced, Family, GATEWAY_MAC_OWNER, Ipam, MacAddr,
+    AddressRequest, AllocError, Allocation, Displaced, Family, GATEWAY_MAC_OWNER, Ipam, MacAddr,
     ReservedReason, Subnet, SubnetConfig, SubnetCounts,
 };
 
@@ -498,4 +498,32 @@ fn reconfigure_keeps_addresses_in_range() {
         ipam.allocate("net", "ns/p0", &dynamic()),
         Err(AllocError::UnknownSubnet(_))
     ));
+}
+
+/// Two VPCs' Subnets with the same CIDR: dynamic addresses differ while any is left (a node
+/// reaches its pods by address alone), then are shared; static ones are given as asked.
+#[test]
+fn overlapping_subnets_of_other_vpcs_do_not_share_dynamic_addresses_until_full() {
+    let mut ipam = Ipam::new();
+    ipam.upsert_subnet("tenant-a", config("10.0.2.0/29", None, &[]))
+        .unwrap();
+    ipam.upsert_subnet("tenant-b", config("10.0.2.0/29", None, &[]))
+        .unwrap();
+    let v4 = |a: Allocation| a.v4.unwrap().to_string();
+    let a1 = v4(ipam.allocate("tenant-a", "a1", &dynamic()).unwrap());
+    let b1 = v4(ipam.allocate("tenant-b", "b1", &dynamic()).unwrap());
+    let a2 = v4(ipam.allocate("tenant-a", "a2", &dynamic()).unwrap());
+    assert_eq!(
+        (a1.as_str(), b1.as_str(), a2.as_str()),
+        ("10.0.2.2", "10.0.2.3", "10.0.2.4")
+    );
+    // Five usable addresses (.2–.6): once every one is held somewhere, they are shared.
+    for owner in ["b2", "b3", "b4", "b5"] {
+        ipam.allocate("tenant-b", owner, &dynamic()).unwrap();
+    }
+    let b = ipam.subnet("tenant-b").unwrap();
+    assert!(
+        b.owner_of(ip("10.0.2.2")).is_some(),
+        "tenant-b filled up, sharing at the end"
+    );
 }

@@ -174,7 +174,11 @@ async fn host_routes_via(handle: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, L
         .collect())
 }
 
-fn host_route(dst: Ipv4Addr, via: Ipv4Addr, index: u32) -> rtnetlink::packet_route::route::RouteMessage {
+fn host_route(
+    dst: Ipv4Addr,
+    via: Ipv4Addr,
+    index: u32,
+) -> rtnetlink::packet_route::route::RouteMessage {
     RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(dst, 32)
         .gateway(via)
@@ -309,7 +313,11 @@ pub async fn ensure(spec: &GatewaySpec) -> Result<(), LinkError> {
     let p = path.clone();
     link::run_on_own_thread("rovn-gw-netns", move || async move { create_netns(&p) }).await?;
 
-    let (chassis, ovs_if, p) = (spec.chassis_netns.clone(), spec.ovs_if.clone(), path.clone());
+    let (chassis, ovs_if, p) = (
+        spec.chassis_netns.clone(),
+        spec.ovs_if.clone(),
+        path.clone(),
+    );
     let join_present = link::run_on_own_thread("rovn-gw-check", move || async move {
         Ok(has_link(chassis.as_deref(), &ovs_if).await? && has_link(Some(&p), JOIN_IF).await?)
     })
@@ -452,8 +460,7 @@ async fn uplink_indexes(handle: &Handle) -> Result<Vec<(u32, String)>, LinkError
 
 /// The IPv4 address of every gateway uplink's node end in the calling thread's namespace,
 /// by link name.
-pub async fn uplink_addresses() -> Result<std::collections::BTreeMap<String, Ipv4Addr>, LinkError>
-{
+pub async fn uplink_addresses() -> Result<std::collections::BTreeMap<String, Ipv4Addr>, LinkError> {
     use rtnetlink::packet_route::address::AddressAttribute;
     let handle = link::connect()?;
     let uplinks = uplink_indexes(&handle).await?;

@@ -51,8 +51,11 @@ impl Certs {
     /// Generates all files in `dir`.
     pub(crate) fn generate(dir: &Path, address: std::net::Ipv4Addr) -> Result<Self> {
         let config = dir.join("openssl.cnf");
-        std::fs::write(&config, OPENSSL_CONFIG.replace("@ADDRESS@", &address.to_string()))
-            .context("writing openssl.cnf")?;
+        std::fs::write(
+            &config,
+            OPENSSL_CONFIG.replace("@ADDRESS@", &address.to_string()),
+        )
+        .context("writing openssl.cnf")?;
         let path = |name: &str| dir.join(name);
         let certs = Certs {
             ca_cert: path("ca.crt"),
