@@ -12,7 +12,7 @@ use agent::port_up::PortUpWait;
 use agent::{Agent, AgentSettings};
 use anyhow::{Context, Result};
 use clap::Parser;
-use ovsdb::{Client, ClientConfig};
+use ovsdb::{Client, ClientConfig, TlsFiles};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The rovn node agent.
@@ -31,10 +31,20 @@ struct Flags {
     /// The unix socket rovn-cni talks to.
     #[arg(long, default_value = cni::config::DEFAULT_SOCKET)]
     cni_socket: PathBuf,
-    /// Northbound remotes (comma-separated): wait for `up=true` on the pod's logical port.
-    /// Without it, ovn-controller's `ovn-installed` on the OVS interface is the signal.
-    #[arg(long)]
+    /// Northbound remotes (comma-separated): the node links (this node's gateways into the
+    /// VPCs) and the wait for `up=true` on the pod's logical port. Without it there are no
+    /// node links and ovn-controller's `ovn-installed` on the OVS interface is the signal.
+    #[arg(long, env = "ROVN_OVN_NB")]
     ovn_nb: Option<String>,
+    /// Private key for `ssl:` Northbound remotes (PEM).
+    #[arg(long, requires_all = ["ovn_certificate", "ovn_ca_cert"])]
+    ovn_private_key: Option<PathBuf>,
+    /// Certificate for `ssl:` Northbound remotes (PEM).
+    #[arg(long, requires = "ovn_private_key")]
+    ovn_certificate: Option<PathBuf>,
+    /// CA certificate for `ssl:` Northbound remotes (PEM).
+    #[arg(long, requires = "ovn_private_key")]
+    ovn_ca_cert: Option<PathBuf>,
     /// Southbound remote: set this node up as an OVN chassis pointing there.
     #[arg(long, requires = "encap_ip")]
     ovn_sb: Option<String>,
@@ -105,7 +115,19 @@ async fn run(flags: Flags) -> Result<()> {
     let mut node_links = None;
     let port_up = match &flags.ovn_nb {
         Some(nb) => {
-            let client = Client::connect(ClientConfig::from_remotes(nb)?.with_leader_only(true))
+            let mut config = ClientConfig::from_remotes(nb)?.with_leader_only(true);
+            if let (Some(key), Some(cert), Some(ca)) = (
+                &flags.ovn_private_key,
+                &flags.ovn_certificate,
+                &flags.ovn_ca_cert,
+            ) {
+                config = config.with_tls(TlsFiles {
+                    private_key: key.clone(),
+                    certificate: cert.clone(),
+                    ca_cert: ca.clone(),
+                });
+            }
+            let client = Client::connect(config)
                 .await
                 .with_context(|| format!("connecting to {nb}"))?;
             let links = NodeLinks::start(

@@ -27,7 +27,7 @@
 //! never sleeps for it. Dropping stops kubelet, the scheduler and controller-manager, removes
 //! every container through containerd and stops it, kills whatever is left in the node's
 //! cgroup root, unmounts what they mounted under the directory, deletes the pods' network
-//! namespaces, removes the node's cgroups and restores the kernel tunables kubelet changed.
+//! namespaces and those of rovn's node-link gateways (`rovn-gw-*`), removes the node's cgroups and restores the kernel tunables kubelet changed.
 //!
 //! What kubelet needs from this machine (cgroup v1 without systemd, no CAP_SYS_RESOURCE):
 //! the cgroupfs driver, `failCgroupV1: false`, containerd's `restrict_oom_score_adj`. The
@@ -647,6 +647,8 @@ impl NodeEnv {
             std::thread::sleep(Duration::from_millis(50));
         }
         cleanup::remove_cgroup(&self.cgroup_root, CGROUP_DRAIN_TIMEOUT);
+        // rovn's node-link gateways (their veths and the pod routes through them go too).
+        cleanup::remove_netns(&cleanup::gateway_netns());
         cleanup::unmount_under(self.dir.path());
         remove_device_plugin_socket();
         self.sysctls.restore();

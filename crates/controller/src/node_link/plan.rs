@@ -206,6 +206,10 @@ fn plan_vpc(
         .router_ports
         .iter()
         .find(|p| vpc_of(p) == vpc && router.ports.contains(&p.uuid));
+    // A router port put back (after Neutron's repair sync dropped it) gets a new router-type
+    // switch port too: ovn-controller recomputes the switch side's patch flows only when its
+    // binding changes, and would keep sending to the port that is gone.
+    let lrp_inserted = placed.is_none();
     match placed {
         Some(port) if port.mac != lrp.mac || port.networks != lrp.networks => {
             txn.update(port, &lrp, &["mac", "networks"])?;
@@ -297,7 +301,11 @@ fn plan_vpc(
     };
     let switch = observed.switches.iter().find(|s| vpc_of(s) == vpc);
     let mut new_ports = Vec::new();
-    if ours(&lsp.name).is_none_or(|p| !switch.is_some_and(|s| s.ports.contains(&p.uuid))) {
+    let present = ours(&lsp.name).filter(|p| switch.is_some_and(|s| s.ports.contains(&p.uuid)));
+    if let (Some(stale), true) = (present, lrp_inserted) {
+        txn.remove_reference_from_ours::<LogicalSwitch>("ports", stale.uuid);
+    }
+    if present.is_none() || lrp_inserted {
         new_ports.push(txn.insert(&owner, &lsp)?);
     }
     for (existing, port) in &wanted_ports {

@@ -13,8 +13,8 @@ use crate::ovn::OvnEnv;
 /// The rows of a canonical NB dump ([`OvnEnv::dump_nb`]) that Neutron owns: any row with a
 /// `neutron:` key, Neutron's DHCP options (`subnet_id`) and the `neutron_pg_drop` group with
 /// its ACLs, one per line after its table's name. References to rows of ours (rows with
-/// `rovn:owner`) are left out of their columns: adding our router port to a Neutron
-/// router's `ports` is the one change rovn may make to a Neutron row.
+/// `rovn:owner`) are left out of their columns: adding our own rows to a Neutron router's
+/// `ports` or `static_routes` is the one change rovn may make to a Neutron row.
 pub fn neutron_rows(dump: &str) -> Result<String> {
     let rows = || dump.lines().filter(|l| l.starts_with(' '));
     let ours: HashSet<String> = rows()

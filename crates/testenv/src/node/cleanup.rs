@@ -77,6 +77,18 @@ pub(crate) fn remove_netns(paths: &BTreeSet<PathBuf>) {
     }
 }
 
+/// The namespaces of rovn's node-link gateways (`/run/netns/rovn-gw-*`): the node's agent
+/// made them and they outlive it, as on a real node; a test node removes them when it stops.
+pub(crate) fn gateway_netns() -> BTreeSet<PathBuf> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rovn-gw-"))
+        .map(|e| e.path())
+        .collect()
+}
+
 /// The cgroup v1 hierarchies mounted under [`CGROUP_ROOT`] (`cpu`, `memory`, `systemd`, ...).
 pub(crate) fn cgroup_hierarchies() -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) else {
