@@ -23,8 +23,10 @@ PACKAGES=(
 	util-linux procps                       # flock (hack/*-bins.sh), ps
 	ca-certificates git build-essential pkg-config
 	containerd runc                         # the real node: kubelet's container runtime (ctr too)
-	containernetworking-plugins             # CNI loopback plugin, run by containerd 1.6 for every pod
-	busybox-static python3                  # hack/images.sh: workload image, OCI archive writer
+	containernetworking-plugins             # CNI loopback plugin, run by containerd 1.6 for every pod;
+	                                        # ptp + host-local: the cluster DNS test's pod network
+	busybox-static python3                  # hack/images.sh: workload image, OCI archive writer;
+	                                        # busybox nslookup: the cluster DNS test's queries
 )
 
 # Keep package scripts from starting system services while installing (the standard

@@ -12,6 +12,9 @@
 #                                            libraries ldd lists for them, busybox (the agent DaemonSet's init
 #                                            container installs rovn-cni with its sh and cp),
 #                                            /var/run -> /run
+#   coredns.tar  rovn.local/coredns:<ver>    the cluster DNS server: the static `coredns` of
+#                                            hack/coredns-bins.sh as /coredns (entrypoint,
+#                                            default arguments `-conf /etc/coredns/Corefile`)
 #   images.txt   "<file> <image name>" per line
 #
 # Import one into containerd with `ctr -n k8s.io images import <dir>/rovn.tar`; pods use the
@@ -20,11 +23,11 @@
 # Cached: every archive is kept under $ROVN_CACHE/images/archives, keyed by the hash of its
 # inputs (this script, hack/images/*, the binaries and libraries that go in, the compiler
 # version), and rebuilt only when one changes; the printed directory holds hard links to the
-# three archives of this set of inputs. Archives are deterministic (fixed mtimes, sorted
+# four archives of this set of inputs. Archives are deterministic (fixed mtimes, sorted
 # entries), so the same inputs give the same image digests on any machine.
 #
 # Options:
-#   --names     print "<file> <image name>" for the three images and exit (builds nothing)
+#   --names     print "<file> <image name>" for the four images and exit (builds nothing)
 #
 # Environment:
 #   ROVN_CACHE    cache root (default: $HOME/.cache/rovn)
@@ -33,8 +36,12 @@
 #                 info for the image). Without it the script runs
 #                 `cargo build --release --bins -p controller -p agent -p cni` (optimized,
 #                 what operators want) and takes them from $CARGO_TARGET_DIR/release.
+#   ROVN_COREDNS_BINS  directory holding the `coredns` binary of the pinned version (what
+#                 hack/coredns-bins.sh prints; the tests pass it). Without it the script runs
+#                 hack/coredns-bins.sh, which builds it once with Go (cached, minutes).
 #
-# Needs gcc with a static libc (Debian: build-essential), busybox-static, python3, binutils.
+# Needs gcc with a static libc (Debian: build-essential), busybox-static, python3, binutils;
+# Go for the first CoreDNS build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,14 +67,24 @@ busybox_version() {
 	"$BUSYBOX" 2>&1 | sed -n '1s/^BusyBox v\([0-9][0-9.]*\).*/\1/p'
 }
 
+# The CoreDNS release hack/coredns-bins.sh builds (its --version), without the "v".
+coredns_version() {
+	local v
+	v="$(bash "$ROOT/hack/coredns-bins.sh" --version)" || die "hack/coredns-bins.sh --version failed"
+	echo "${v#v}"
+}
+
 PAUSE_NAME="rovn.local/pause:$PAUSE_TAG"
 BUSYBOX_NAME="rovn.local/busybox:$(busybox_version)"
 ROVN_NAME="rovn.local/rovn:$(workspace_version)"
 [[ "$BUSYBOX_NAME" != *: ]] || die "cannot read the version of $BUSYBOX"
 [[ "$ROVN_NAME" != *: ]] || die "cannot read the workspace version from $ROOT/Cargo.toml"
+COREDNS_VERSION="$(coredns_version)"
+COREDNS_NAME="rovn.local/coredns:$COREDNS_VERSION"
 
 names() {
-	printf 'pause.tar %s\nbusybox.tar %s\nrovn.tar %s\n' "$PAUSE_NAME" "$BUSYBOX_NAME" "$ROVN_NAME"
+	printf 'pause.tar %s\nbusybox.tar %s\nrovn.tar %s\ncoredns.tar %s\n' \
+		"$PAUSE_NAME" "$BUSYBOX_NAME" "$ROVN_NAME" "$COREDNS_NAME"
 }
 
 case "${1:-}" in
@@ -197,14 +214,37 @@ if [[ ! -f "$rovn_tar" ]]; then
 		"${files[@]}" "${BUSYBOX_FILES[@]}" "${ACCOUNTS[@]}" --dir /run --symlink /var/run=../run
 fi
 
+# --- coredns -------------------------------------------------------------------
+if [[ -n "${ROVN_COREDNS_BINS:-}" ]]; then
+	coredns_dir="$ROVN_COREDNS_BINS"
+else
+	log "hack/coredns-bins.sh (builds CoreDNS once with Go, then cached)"
+	coredns_dir="$(bash "$ROOT/hack/coredns-bins.sh" | tail -n1)" ||
+		die "hack/coredns-bins.sh failed (see above): the coredns image cannot be built without the CoreDNS binary (set ROVN_COREDNS_BINS to a directory holding it)"
+fi
+coredns_bin="$coredns_dir/coredns"
+[[ -x "$coredns_bin" ]] || die "$coredns_bin is missing (ROVN_COREDNS_BINS=${ROVN_COREDNS_BINS:-unset}; hack/coredns-bins.sh builds it)"
+built_version="$("$coredns_bin" -version 2>/dev/null | sed -n 's/^CoreDNS-\([0-9][0-9.]*\)$/\1/p')"
+[[ "$built_version" == "$COREDNS_VERSION" ]] ||
+	die "$coredns_bin is CoreDNS '${built_version:-unknown}', not the pinned $COREDNS_VERSION (rerun hack/coredns-bins.sh)"
+coredns_key="$(key coredns "$COREDNS_NAME" "$(hash_of "$coredns_bin")")"
+coredns_tar="$STORE/archives/coredns-$coredns_key.tar"
+if [[ ! -f "$coredns_tar" ]]; then
+	log "building $COREDNS_NAME from $coredns_bin"
+	oci --name "$COREDNS_NAME" --out "$coredns_tar" --entrypoint /coredns \
+		--cmd=-conf --cmd=/etc/coredns/Corefile --file "/coredns=$coredns_bin:0755" \
+		"${ACCOUNTS[@]}" --dir /etc/coredns
+fi
+
 # --- the set -------------------------------------------------------------------
-set_dir="$STORE/sets/$(key set "$pause_key" "$busybox_key" "$rovn_key")"
+set_dir="$STORE/sets/$(key set "$pause_key" "$busybox_key" "$rovn_key" "$coredns_key")"
 if [[ ! -f "$set_dir/images.txt" ]]; then
 	rm -rf "$set_dir"
 	mkdir -p "$WORK/set"
 	ln "$pause_tar" "$WORK/set/pause.tar"
 	ln "$busybox_tar" "$WORK/set/busybox.tar"
 	ln "$rovn_tar" "$WORK/set/rovn.tar"
+	ln "$coredns_tar" "$WORK/set/coredns.tar"
 	names >"$WORK/set/images.txt"
 	mv "$WORK/set" "$set_dir"
 fi

@@ -4,8 +4,9 @@
 # Runs, failing on the first failure:
 #   1. cargo fmt --check and cargo clippy -D warnings over the whole workspace;
 #   2. builds the Go-built test binaries (kube-apiserver/etcd/kubectl via hack/k8s-bins.sh,
-#      cnitool via hack/cni-bins.sh) when those scripts exist, and exports their directories
-#      as ROVN_K8S_BINS / ROVN_CNI_BINS for the tests;
+#      cnitool via hack/cni-bins.sh, coredns via hack/coredns-bins.sh) when those scripts
+#      exist, and exports their directories as ROVN_K8S_BINS / ROVN_CNI_BINS /
+#      ROVN_COREDNS_BINS for the tests;
 #   3. every test of the workspace (unit, integration, examples, benches as tests, doc tests).
 #
 # Tests start real daemons (ovsdb-server, ovn-northd, ovs-vswitchd, ovn-controller,
@@ -50,6 +51,13 @@ if [[ -f hack/cni-bins.sh ]]; then
 	ROVN_CNI_BINS="$(bins_dir hack/cni-bins.sh)"
 	export ROVN_CNI_BINS
 	echo "ROVN_CNI_BINS=${ROVN_CNI_BINS}" >&2
+fi
+
+if [[ -f hack/coredns-bins.sh ]]; then
+	step "hack/coredns-bins.sh"
+	ROVN_COREDNS_BINS="$(bins_dir hack/coredns-bins.sh)"
+	export ROVN_COREDNS_BINS
+	echo "ROVN_COREDNS_BINS=${ROVN_COREDNS_BINS}" >&2
 fi
 
 step "cargo test --workspace --all-targets"

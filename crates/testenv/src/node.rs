@@ -1,7 +1,8 @@
 //! A real Kubernetes node on this machine for tests and the lab (feature `kube`): the API
 //! server and etcd of a [`KubeEnv`], kube-controller-manager, kube-scheduler, a containerd of
 //! its own ([`Containerd`]) and kubelet, optionally beside an [`OvnEnv`] (the host chassis for
-//! rovn), with the images of `hack/images.sh` ([`Images`]) imported.
+//! rovn), with the images of `hack/images.sh` ([`Images`]) imported (the CoreDNS one when
+//! the cluster DNS is deployed).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -18,6 +19,10 @@
 //! let out = node.kubectl(&["exec", "p", "--", "echo", "hi"])?;
 //! # let _ = out; Ok(()) }
 //! ```
+//!
+//! kubelet gives pods the cluster DNS as nameserver ([`CLUSTER_DNS_IP`], domain
+//! [`CLUSTER_DOMAIN`]); [`NodeEnv::deploy_cluster_dns`] runs CoreDNS behind it (hostNetwork,
+//! on the node's address, port 53).
 //!
 //! Every daemon runs from the environment's temporary directory: containerd's config, root,
 //! state and socket, the CNI directories ([`NodeEnv::cni_bin_dir`],
@@ -46,6 +51,7 @@
 
 mod cleanup;
 mod containerd;
+mod dns;
 mod images;
 mod kubelet;
 mod process;
@@ -59,7 +65,8 @@ use nix::mount::{MsFlags, mount};
 use tempfile::TempDir;
 
 pub use containerd::{Containerd, ContainerdSettings, K8S_NAMESPACE};
-pub use images::Images;
+pub use dns::{CLUSTER_DNS_IP, CLUSTER_DOMAIN, ClusterDns, DNS_NAMESPACE, DNS_SERVICE};
+pub use images::{Images, coredns_bins};
 
 use crate::http::http_get;
 use crate::kube::{KubeEnv, free_port, k8s_bins};
@@ -245,7 +252,7 @@ impl NodeEnv {
                 cni_conf_dir,
             },
         )?;
-        for (archive, _) in images.archives() {
+        for (archive, _) in images.node_archives() {
             containerd.import(&archive)?;
         }
 

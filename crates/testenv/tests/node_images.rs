@@ -1,7 +1,8 @@
 //! The images of `hack/images.sh`, imported into a containerd of the test's own: the workload
 //! image runs a command, the pause image stops promptly on SIGTERM (it is the pod sandbox:
-//! kubelet stops pods with SIGTERM), the rovn image's binaries run, and nothing is left
-//! behind once containerd is stopped.
+//! kubelet stops pods with SIGTERM), the rovn image's binaries run, the CoreDNS image runs
+//! its pinned release with the kubernetes plugin, and nothing is left behind once
+//! containerd is stopped.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,7 +57,12 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
         containerd.import(&archive)?;
     }
     let listed = containerd.images()?;
-    for name in [images.pause(), images.busybox(), images.rovn()] {
+    for name in [
+        images.pause(),
+        images.busybox(),
+        images.rovn(),
+        images.coredns(),
+    ] {
         assert!(listed.iter().any(|l| l == name), "{name} not in {listed:?}");
     }
 
@@ -104,6 +110,27 @@ fn images_import_and_run_in_containerd() -> anyhow::Result<()> {
         assert!(
             out.contains("1.1.0") || out.contains(bin),
             "{bin} in the rovn image printed {out:?}"
+        );
+    }
+
+    // The CoreDNS image: /coredns is the pinned release with the kubernetes plugin (-plugins
+    // lists what it was built with).
+    let out = containerd.run(
+        images.coredns(),
+        "coredns-version",
+        &["/coredns", "-version"],
+    )?;
+    let version = images.coredns().rsplit(':').next().unwrap_or_default();
+    assert!(out.contains(&format!("CoreDNS-{version}")), "{out}");
+    let out = containerd.run(
+        images.coredns(),
+        "coredns-plugins",
+        &["/coredns", "-plugins"],
+    )?;
+    for plugin in ["kubernetes", "bind", "health", "ready"] {
+        assert!(
+            out.lines().any(|l| l.trim() == plugin),
+            "no {plugin}: {out}"
         );
     }
 

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::cleanup;
+use super::dns::{CLUSTER_DNS_IP, CLUSTER_DOMAIN};
 
 /// The kernel tunables kubelet sets when they differ from what it wants
 /// (`protectKernelDefaults: false`, the default): vm.overcommit_memory=1, vm.panic_on_oom=0,
@@ -151,6 +152,9 @@ pub(crate) struct KubeletSettings<'a> {
 ///   own cgroup root.
 /// - A small test machine must not evict or garbage-collect the locally imported images
 ///   (there is no registry to pull them again from).
+/// - Pods (not hostNetwork ones) get the cluster DNS as nameserver: the `kube-dns` Service's
+///   ClusterIP and the search path of `cluster.local` (served once
+///   `NodeEnv::deploy_cluster_dns` ran).
 pub(crate) fn kubelet_config(s: &KubeletSettings<'_>) -> String {
     let config = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -183,6 +187,8 @@ pub(crate) fn kubelet_config(s: &KubeletSettings<'_>) -> String {
         "serializeImagePulls": false,
         "registerNode": true,
         "shutdownGracePeriod": "0s",
+        "clusterDNS": [CLUSTER_DNS_IP.to_string()],
+        "clusterDomain": CLUSTER_DOMAIN,
     });
     serde_json::to_string_pretty(&config).expect("the kubelet configuration serializes")
 }
