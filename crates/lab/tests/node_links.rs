@@ -9,6 +9,8 @@
 //! - pods of both tenants reach the API server through the `kubernetes` Service (ClusterIP
 //!   → the API server on the node's address) and a hostNetwork pod on the node's address,
 //!   which sees them source-NATed to the node (the gateway's link address, not the pod's);
+//! - with CoreDNS on the host network as the cluster DNS, pods of both tenants resolve
+//!   `kubernetes.default.svc.cluster.local` and their own Service (and reach it, hairpin);
 //! - no path through the node between tenants: a pod of A does not reach B's VM (admitted by
 //!   B's security group) nor B's gateway, and the reverse;
 //! - Neutron's repair sync dropping our router port and routes from router A: restored,
@@ -69,7 +71,7 @@ fn web_pod(busybox: &str, ns: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
-metadata: {{name: web, namespace: {ns}}}
+metadata: {{name: web, namespace: {ns}, labels: {{app: web}}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -277,6 +279,47 @@ spec:
         "the host-network pod saw the pods' own addresses, not the node's: {seen}"
     );
 
+    // Cluster DNS (CoreDNS on the host network behind the kube-dns Service): pods of both
+    // tenants resolve the kubernetes Service and a Service of theirs, and reach it.
+    let dns = node.deploy_cluster_dns().expect("cluster DNS");
+    for ns in ["net2", "net3"] {
+        node.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\n\
+             spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}\n"
+        ))
+        .expect("Service web");
+        let cluster_ip = kubectl(
+            &node,
+            &[
+                "-n",
+                ns,
+                "get",
+                "service",
+                "web",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        );
+        let resolves = |name: &str, ip: &str| {
+            wait_until(
+                Duration::from_secs(30),
+                &format!("{ns}/web resolves {name}"),
+                || {
+                    exec(&node, ns, "web", &["nslookup", name])
+                        .ok()
+                        .filter(|answer| answer.contains(ip))
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e:#}\nCoreDNS: {:?}\n{}", dns.pod(), rovn.describe(&node)))
+        };
+        resolves("kubernetes.default.svc.cluster.local", KUBERNETES_SERVICE);
+        resolves(&format!("web.{ns}.svc.cluster.local"), &cluster_ip);
+        // (busybox's wget resolves through glibc's NSS, absent from the image: by address.)
+        let own = page(&node, ns, "web", &format!("http://{cluster_ip}/index.html"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", rovn.describe(&node)));
+        assert_eq!(own.trim(), format!("hello-{ns}"), "the Service of {ns}");
+    }
+
     // No path through the node between tenants.
     assert!(
         !pings(&node, "net2", "web", &b.vm_port.ip),
@@ -320,8 +363,17 @@ spec:
         routes.contains(&node_ip).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
-    reaches_api_server(&node, "net2", "web", KUBERNETES_SERVICE, 443)
-        .unwrap_or_else(|e| panic!("after the repair: {e}\n{}", rovn.describe(&node)));
+    if let Err(e) = reaches_api_server(&node, "net2", "web", KUBERNETES_SERVICE, 443) {
+        if std::env::var_os("NODE_LINKS_PAUSE").is_some() {
+            eprintln!(
+                "PAUSED kubeconfig={:?} nb={:?}",
+                node.kube().kubeconfig(),
+                ovn.nb_remote()
+            );
+            std::thread::sleep(Duration::from_secs(900));
+        }
+        panic!("after the repair: {e}\n{}", rovn.describe(&node));
+    }
     page(
         &node,
         "net2",

@@ -2,8 +2,12 @@
 //!
 //! Per served VPC `<vpc>` whose router exists, all owned by `Owner::node_link(<vpc>)`:
 //! - Logical_Switch `rovn-nodes-<vpc>`;
-//! - Logical_Router_Port `rovn-nodes-<vpc>-lrp` on the VPC's router (the first address of
-//!   the node-link network) and its router-type switch port `rovn-nodes-<vpc>-lsp`;
+//! - Logical_Router_Port `rovn-nodes-<vpc>-lrp<n>` on the VPC's router (the first address of
+//!   the node-link network) and its router-type switch port `rovn-nodes-<vpc>-lsp`. A router
+//!   port put back (Neutron's repair sync drops foreign ones) gets the next `<n>` and the
+//!   switch port's `router-port` changes in the same transaction: ovn-controller (23.03)
+//!   recomputes the switch side's patch flows only when its binding changes, and would keep
+//!   sending to the port that is gone (the Subnets' router ports have the same rule);
 //! - per node, Logical_Switch_Port `rovn-node/<vpc>/<node>` ([`api::node_link`]): an
 //!   address of the network kept for as long as the port exists (new nodes get the lowest
 //!   free one);
@@ -29,9 +33,16 @@ pub fn switch_name(vpc: &str) -> String {
     format!("rovn-nodes-{vpc}")
 }
 
-/// Name of VPC `vpc`'s router port on the node-link network.
-pub fn lrp_name(vpc: &str) -> String {
-    format!("rovn-nodes-{vpc}-lrp")
+/// Name of VPC `vpc`'s router port on the node-link network, `generation` times put back
+/// (each time under a new name: see [`plan`]).
+pub fn lrp_name(vpc: &str, generation: u32) -> String {
+    format!("rovn-nodes-{vpc}-lrp{generation}")
+}
+
+fn lrp_generation(vpc: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(&format!("rovn-nodes-{vpc}-lrp"))?
+        .parse()
+        .ok()
 }
 
 /// Name of the router-type switch port of VPC `vpc`'s node-link switch.
@@ -195,21 +206,29 @@ fn plan_vpc(
     let gateway = gateway(observed.cidr);
     let ours = |name: &str| observed.ports.iter().find(|p| p.name == name);
 
-    // The router port, on this router.
-    let lrp = LogicalRouterPort {
-        name: lrp_name(vpc),
-        mac: node_link::mac_of(gateway.addr()),
-        networks: [gateway.to_string()].into(),
-        ..LogicalRouterPort::default()
-    };
+    // The router port, on this router (a new name when put back).
+    let switch = observed.switches.iter().find(|s| vpc_of(s) == vpc);
+    let present_lsp =
+        ours(&lsp_name(vpc)).filter(|p| switch.is_some_and(|s| s.ports.contains(&p.uuid)));
     let placed = observed
         .router_ports
         .iter()
         .find(|p| vpc_of(p) == vpc && router.ports.contains(&p.uuid));
-    // A router port put back (after Neutron's repair sync dropped it) gets a new router-type
-    // switch port too: ovn-controller recomputes the switch side's patch flows only when its
-    // binding changes, and would keep sending to the port that is gone.
-    let lrp_inserted = placed.is_none();
+    let name = match placed {
+        Some(port) => port.name.clone(),
+        None => {
+            let last = present_lsp
+                .and_then(|p| p.options.get("router-port"))
+                .and_then(|name| lrp_generation(vpc, name));
+            lrp_name(vpc, last.map_or(0, |g| g.wrapping_add(1)))
+        }
+    };
+    let lrp = LogicalRouterPort {
+        name: name.clone(),
+        mac: node_link::mac_of(gateway.addr()),
+        networks: [gateway.to_string()].into(),
+        ..LogicalRouterPort::default()
+    };
     match placed {
         Some(port) if port.mac != lrp.mac || port.networks != lrp.networks => {
             txn.update(port, &lrp, &["mac", "networks"])?;
@@ -296,17 +315,16 @@ fn plan_vpc(
         name: lsp_name(vpc),
         type_: "router".to_string(),
         addresses: ["router".to_string()].into(),
-        options: [("router-port".to_string(), lrp_name(vpc))].into(),
+        options: [("router-port".to_string(), name)].into(),
         ..LogicalSwitchPort::default()
     };
-    let switch = observed.switches.iter().find(|s| vpc_of(s) == vpc);
     let mut new_ports = Vec::new();
-    let present = ours(&lsp.name).filter(|p| switch.is_some_and(|s| s.ports.contains(&p.uuid)));
-    if let (Some(stale), true) = (present, lrp_inserted) {
-        txn.remove_reference_from_ours::<LogicalSwitch>("ports", stale.uuid);
-    }
-    if present.is_none() || lrp_inserted {
-        new_ports.push(txn.insert(&owner, &lsp)?);
+    match present_lsp {
+        Some(present) if present.options != lsp.options => {
+            txn.update(present, &lsp, &["options"])?;
+        }
+        Some(_) => {}
+        None => new_ports.push(txn.insert(&owner, &lsp)?),
     }
     for (existing, port) in &wanted_ports {
         let key = format!("{vpc}/{}", port.external_ids[node_link::NODE_KEY]);
