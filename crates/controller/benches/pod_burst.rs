@@ -33,16 +33,6 @@ const WINDOW: usize = 256;
 /// Bound of the burst and start-up waits (hang guard).
 const WAIT: Duration = Duration::from_secs(900);
 
-/// Peak resident memory of process `pid`, in MiB (VmHWM).
-fn vm_hwm_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// How long a burst took.
 struct Burst {
     /// Until the watch saw the last pod annotated.
@@ -166,7 +156,12 @@ async fn main() {
 
     let timing = burst(&env, "bench", "b", pods).await;
     let pod_rate = pods as f64 / timing.annotated.as_secs_f64();
-    let peak = vm_hwm_mib(env.controller().process.pid().expect("controller pid"));
+    let peak = env
+        .controller()
+        .process
+        .memory()
+        .expect("controller memory")
+        .peak_mib;
     let raw = raw_port_rate(&env, pods).await;
     println!(
         "pod burst: {pods} pods in one namespace bound to one Subnet (real kube-apiserver, NB ovsdb-server + northd)"
@@ -210,6 +205,10 @@ async fn main() {
         setup.annotated.as_secs_f64(),
         ready.as_secs_f64(),
         synced.as_secs_f64(),
-        vm_hwm_mib(controller.process.pid().expect("controller pid")),
+        controller
+            .process
+            .memory()
+            .expect("controller memory")
+            .peak_mib,
     );
 }

@@ -201,6 +201,16 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The running daemon's resident memory, from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Result<Memory> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} is not running", self.spec.name))?;
+        let path = format!("/proc/{pid}/status");
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        Memory::parse(&status).with_context(|| format!("no VmHWM/VmRSS in {path}"))
+    }
+
     /// The daemon's exit status, once it has exited (and that was noticed).
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.exit
@@ -304,6 +314,29 @@ impl Daemon {
             out.push_str(&file_tail(path, LOG_TAIL_LINES));
         }
         out
+    }
+}
+
+/// A process's resident memory, in MiB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Memory {
+    /// The peak resident set size (`VmHWM`).
+    pub peak_mib: f64,
+    /// The resident set size now (`VmRSS`).
+    pub resident_mib: f64,
+}
+
+impl Memory {
+    /// Reads the `VmHWM` and `VmRSS` lines (in kB) of a `/proc/<pid>/status`.
+    fn parse(status: &str) -> Option<Self> {
+        let mib = |field: &str| {
+            let kib = status.lines().find_map(|line| line.strip_prefix(field))?;
+            Some(kib.split_whitespace().next()?.parse::<f64>().ok()? / 1024.0)
+        };
+        Some(Self {
+            peak_mib: mib("VmHWM:")?,
+            resident_mib: mib("VmRSS:")?,
+        })
     }
 }
 
@@ -437,4 +470,22 @@ pub(crate) fn run_command<S: AsRef<OsStr>>(
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memory;
+
+    #[test]
+    fn memory_from_proc_status() {
+        let status = "Name:\trovn-controller\nVmPeak:\t  900000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n";
+        assert_eq!(
+            Memory::parse(status),
+            Some(Memory {
+                peak_mib: 50.0,
+                resident_mib: 40.0
+            })
+        );
+        assert_eq!(Memory::parse("Name:\tzombie\n"), None);
+    }
 }

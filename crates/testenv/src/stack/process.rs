@@ -13,7 +13,7 @@ use crate::http::http_get;
 use crate::kube::free_port;
 use crate::ovn::OvnEnv;
 use crate::poll::{HANG_GUARD, wait_until_async};
-use crate::process::{Daemon, DaemonSpec};
+use crate::process::{Daemon, DaemonSpec, Memory};
 
 /// How long the agent gets to serve its CNI socket.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -62,6 +62,11 @@ impl RovnProcess {
     /// The pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.0.pid()
+    }
+
+    /// Its resident memory now and at its peak, while it runs.
+    pub fn memory(&self) -> Result<Memory> {
+        self.0.memory()
     }
 
     /// Whether the process still runs.
