@@ -345,6 +345,21 @@ spec:
         ])
         .expect("ovn-nbctl find")
     };
+    let restarts = || {
+        kubectl(
+            &node,
+            &[
+                "-n",
+                "net2",
+                "get",
+                "pod",
+                "web",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount}",
+            ],
+        )
+    };
+    let restarts_before = restarts();
     let router_a = a.router.lr_name();
     for route in ours("Logical_Router_Static_Route").split_whitespace() {
         let _ = ovn.nbctl(&[
@@ -363,17 +378,8 @@ spec:
         routes.contains(&node_ip).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
-    if let Err(e) = reaches_api_server(&node, "net2", "web", KUBERNETES_SERVICE, 443) {
-        if std::env::var_os("NODE_LINKS_PAUSE").is_some() {
-            eprintln!(
-                "PAUSED kubeconfig={:?} nb={:?}",
-                node.kube().kubeconfig(),
-                ovn.nb_remote()
-            );
-            std::thread::sleep(Duration::from_secs(900));
-        }
-        panic!("after the repair: {e}\n{}", rovn.describe(&node));
-    }
+    reaches_api_server(&node, "net2", "web", KUBERNETES_SERVICE, 443)
+        .unwrap_or_else(|e| panic!("after the repair: {e}\n{}", rovn.describe(&node)));
     page(
         &node,
         "net2",
@@ -381,6 +387,11 @@ spec:
         &format!("http://{node_ip}:{HOST_PORT}/"),
     )
     .unwrap_or_else(|e| panic!("after the repair: {e}"));
+    assert_eq!(
+        restarts(),
+        restarts_before,
+        "kubelet's liveness probe failed during the repair"
+    );
 
     neutron.assert_unchanged(ovn, "end of the node-link scenario");
     eprintln!("scenario passed in {:?}", started.elapsed());
