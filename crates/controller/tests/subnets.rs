@@ -100,10 +100,17 @@ impl Env {
             .to_string()
     }
 
-    /// The `ports` of router `router`.
+    /// The `ports` of router `router`, without the node link's (`rovn-nodes-*`, made for
+    /// every served VPC: `controller::node_link`, tested in `lab`'s `node_links`).
     fn router_ports(&self, router: &str) -> Vec<String> {
         self.column("Logical_Router", router, "ports")
             .split_whitespace()
+            .filter(|uuid| {
+                !self
+                    .nbctl(&["get", "Logical_Router_Port", uuid, "name"])
+                    .trim_matches('"')
+                    .starts_with("rovn-nodes-")
+            })
             .map(str::to_string)
             .collect()
     }

@@ -662,6 +662,104 @@ impl NodeEnv {
     }
 }
 
+impl NodeEnv {
+    /// The `kube-dns` Service's ClusterIP kubelet gives pods as their nameserver
+    /// ([`CLUSTER_DNS_IP`]), whether or not [`deploy_cluster_dns`](Self::deploy_cluster_dns)
+    /// ran.
+    pub fn cluster_dns_ip(&self) -> Ipv4Addr {
+        CLUSTER_DNS_IP
+    }
+
+    /// kubelet's cluster domain, [`CLUSTER_DOMAIN`].
+    pub fn cluster_domain(&self) -> &'static str {
+        CLUSTER_DOMAIN
+    }
+
+    /// Deploys the cluster DNS (module documentation): imports the CoreDNS image into the
+    /// node's containerd, applies the ServiceAccount, ClusterRole and binding, ConfigMap
+    /// (Corefile, kubeconfig), the one-replica Deployment and the `kube-dns` Service with
+    /// ClusterIP [`CLUSTER_DNS_IP`], then waits until the CoreDNS pod is Ready (it then
+    /// answers on `<node ip>:53`). Fails at once, before applying anything, when port 53 of
+    /// the node's address is in use or the cluster DNS is already deployed; when the pod
+    /// does not become Ready, the error carries its description and log. Works before a
+    /// CNI is installed (the pod tolerates the not-ready taints) and after rovn's install
+    /// alike. Once per node.
+    pub fn deploy_cluster_dns(&self) -> Result<ClusterDns> {
+        let exists = self.kubectl(&[
+            "-n",
+            DNS_NAMESPACE,
+            "get",
+            "deployment",
+            dns::COREDNS,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])?;
+        if !exists.trim().is_empty() {
+            bail!(
+                "the cluster DNS is already deployed on node {}",
+                self.node_name
+            );
+        }
+        dns::check_port_free(self.node_ip, dns::DNS_PORT)?;
+        let (archive, image) = self.images.coredns_archive();
+        if !self.containerd.images()?.iter().any(|i| i == image) {
+            self.containerd.import(&archive)?;
+        }
+        let health_port = dns::free_port_on(self.node_ip)?;
+        let ready_port = dns::free_port_on(self.node_ip)?;
+        let manifest = dns::manifest(&dns::Settings {
+            image: self.images.coredns(),
+            node_ip: self.node_ip,
+            api_server: self.kube.server_url(),
+            health_port,
+            ready_port,
+        });
+        self.apply(&manifest)
+            .context("applying the cluster DNS manifests")?;
+        let pod = crate::poll::wait_until(dns::READY_TIMEOUT, "the CoreDNS pod Ready", || {
+            let out = self
+                .kubectl(&[
+                    "-n",
+                    DNS_NAMESPACE,
+                    "get",
+                    "pods",
+                    "-l",
+                    dns::APP_LABEL,
+                    "-o",
+                    &format!("jsonpath={}", dns::READY_TEMPLATE),
+                ])
+                .map_err(|e| format!("{e:#}"))?;
+            dns::ready_pod(&out)
+        })
+        .with_context(|| self.describe_cluster_dns())?;
+        Ok(ClusterDns::new(
+            pod,
+            SocketAddr::from((self.node_ip, dns::DNS_PORT)),
+            health_port,
+            ready_port,
+        ))
+    }
+
+    /// CoreDNS's pods, their description and log (for failure messages).
+    fn describe_cluster_dns(&self) -> String {
+        let run = |args: &[&str]| {
+            self.kubectl(args)
+                .unwrap_or_else(|e| format!("{e:#}"))
+                .trim()
+                .to_owned()
+        };
+        let ns = DNS_NAMESPACE;
+        format!(
+            "--- CoreDNS pods:\n{}\n--- described:\n{}\n--- log:\n{}\n{}",
+            run(&["-n", ns, "get", "pods", "-l", dns::APP_LABEL, "-o", "wide"]),
+            run(&["-n", ns, "describe", "pods", "-l", dns::APP_LABEL]),
+            run(&["-n", ns, "logs", "-l", dns::APP_LABEL, "--tail=30"]),
+            self.log_tails()
+        )
+    }
+}
+
 impl Drop for NodeEnv {
     fn drop(&mut self) {
         self.stop();

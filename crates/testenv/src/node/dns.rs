@@ -23,9 +23,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::NodeEnv;
-use crate::poll::wait_until;
-
 /// The ClusterIP of the `kube-dns` Service: kubelet's `clusterDNS`, every pod's nameserver
 /// (inside the API server's service range 10.96.0.0/16).
 pub const CLUSTER_DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -38,19 +35,19 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 pub const DNS_NAMESPACE: &str = "kube-system";
 
 /// The name of the Deployment, ConfigMap, ServiceAccount (and `system:coredns` RBAC).
-const COREDNS: &str = "coredns";
+pub(super) const COREDNS: &str = "coredns";
 
 /// The Service's name.
 pub const DNS_SERVICE: &str = "kube-dns";
 
 /// The label selecting CoreDNS's pods.
-const APP_LABEL: &str = "k8s-app=kube-dns";
+pub(super) const APP_LABEL: &str = "k8s-app=kube-dns";
 
 /// The DNS port.
-const DNS_PORT: u16 = 53;
+pub(super) const DNS_PORT: u16 = 53;
 
 /// How long the CoreDNS pod gets to become Ready (a cold node on two cores).
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where kubelet mounts the pod's ServiceAccount token and the cluster CA.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -65,6 +62,15 @@ pub struct ClusterDns {
 }
 
 impl ClusterDns {
+    pub(super) fn new(pod: String, server: SocketAddr, health_port: u16, ready_port: u16) -> Self {
+        Self {
+            pod,
+            server,
+            health_port,
+            ready_port,
+        }
+    }
+
     /// The `kube-dns` Service's ClusterIP, [`CLUSTER_DNS_IP`] (pods' nameserver).
     pub fn service_ip(&self) -> Ipv4Addr {
         CLUSTER_DNS_IP
@@ -93,107 +99,9 @@ impl ClusterDns {
     }
 }
 
-impl NodeEnv {
-    /// The `kube-dns` Service's ClusterIP kubelet gives pods as their nameserver
-    /// ([`CLUSTER_DNS_IP`]), whether or not [`deploy_cluster_dns`](Self::deploy_cluster_dns)
-    /// ran.
-    pub fn cluster_dns_ip(&self) -> Ipv4Addr {
-        CLUSTER_DNS_IP
-    }
-
-    /// kubelet's cluster domain, [`CLUSTER_DOMAIN`].
-    pub fn cluster_domain(&self) -> &'static str {
-        CLUSTER_DOMAIN
-    }
-
-    /// Deploys the cluster DNS (module documentation): imports the CoreDNS image into the
-    /// node's containerd, applies the ServiceAccount, ClusterRole and binding, ConfigMap
-    /// (Corefile, kubeconfig), the one-replica Deployment and the `kube-dns` Service with
-    /// ClusterIP [`CLUSTER_DNS_IP`], then waits until the CoreDNS pod is Ready (it then
-    /// answers on `<node ip>:53`). Fails at once, before applying anything, when port 53 of
-    /// the node's address is in use or the cluster DNS is already deployed; when the pod
-    /// does not become Ready, the error carries its description and log. Works before a
-    /// CNI is installed (the pod tolerates the not-ready taints) and after rovn's install
-    /// alike. Once per node.
-    pub fn deploy_cluster_dns(&self) -> Result<ClusterDns> {
-        let exists = self.kubectl(&[
-            "-n",
-            DNS_NAMESPACE,
-            "get",
-            "deployment",
-            COREDNS,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        if !exists.trim().is_empty() {
-            bail!(
-                "the cluster DNS is already deployed on node {}",
-                self.node_name
-            );
-        }
-        check_port_free(self.node_ip, DNS_PORT)?;
-        let (archive, image) = self.images.coredns_archive();
-        if !self.containerd.images()?.iter().any(|i| i == image) {
-            self.containerd.import(&archive)?;
-        }
-        let health_port = free_port_on(self.node_ip)?;
-        let ready_port = free_port_on(self.node_ip)?;
-        let manifest = manifest(&Settings {
-            image: self.images.coredns(),
-            node_ip: self.node_ip,
-            api_server: self.kube.server_url(),
-            health_port,
-            ready_port,
-        });
-        self.apply(&manifest)
-            .context("applying the cluster DNS manifests")?;
-        let pod = wait_until(READY_TIMEOUT, "the CoreDNS pod Ready", || ready_pod(self))
-            .with_context(|| self.describe_cluster_dns())?;
-        Ok(ClusterDns {
-            pod,
-            server: SocketAddr::from((self.node_ip, DNS_PORT)),
-            health_port,
-            ready_port,
-        })
-    }
-
-    /// CoreDNS's pods, their description and log (for failure messages).
-    fn describe_cluster_dns(&self) -> String {
-        let run = |args: &[&str]| {
-            self.kubectl(args)
-                .unwrap_or_else(|e| format!("{e:#}"))
-                .trim()
-                .to_owned()
-        };
-        let ns = DNS_NAMESPACE;
-        format!(
-            "--- CoreDNS pods:\n{}\n--- described:\n{}\n--- log:\n{}\n{}",
-            run(&["-n", ns, "get", "pods", "-l", APP_LABEL, "-o", "wide"]),
-            run(&["-n", ns, "describe", "pods", "-l", APP_LABEL]),
-            run(&["-n", ns, "logs", "-l", APP_LABEL, "--tail=30"]),
-            self.log_tails()
-        )
-    }
-}
-
-/// The name of the Running CoreDNS pod whose containers are all ready; `Err` with what the
-/// pods show instead.
-fn ready_pod(node: &NodeEnv) -> Result<String, String> {
-    let template = "{range .items[*]}{.metadata.name} {.status.phase} \
-                    {.status.containerStatuses[*].ready}{\"\\n\"}{end}";
-    let out = node
-        .kubectl(&[
-            "-n",
-            DNS_NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            APP_LABEL,
-            "-o",
-            &format!("jsonpath={template}"),
-        ])
-        .map_err(|e| format!("{e:#}"))?;
+/// The name of the Running CoreDNS pod whose containers are all ready, from the output of
+/// `kubectl get pods -o jsonpath=`[`READY_TEMPLATE`]; `Err` with what the pods show instead.
+pub(super) fn ready_pod(out: &str) -> Result<String, String> {
     out.lines()
         .find_map(|line| {
             let mut words = line.split_whitespace();
@@ -207,8 +115,12 @@ fn ready_pod(node: &NodeEnv) -> Result<String, String> {
         .ok_or_else(|| out.trim().to_owned())
 }
 
+/// The jsonpath template [`ready_pod`] reads: name, phase and containers' readiness per pod.
+pub(super) const READY_TEMPLATE: &str = "{range .items[*]}{.metadata.name} {.status.phase} \
+                    {.status.containerStatuses[*].ready}{\"\\n\"}{end}";
+
 /// Fails with what holds it when `ip:port` cannot be bound for UDP or TCP.
-fn check_port_free(ip: Ipv4Addr, port: u16) -> Result<()> {
+pub(super) fn check_port_free(ip: Ipv4Addr, port: u16) -> Result<()> {
     let udp = UdpSocket::bind((ip, port)).map(drop);
     let tcp = TcpListener::bind((ip, port)).map(drop);
     for (proto, result) in [("UDP", udp), ("TCP", tcp)] {
@@ -234,18 +146,18 @@ fn check_port_free(ip: Ipv4Addr, port: u16) -> Result<()> {
 }
 
 /// A TCP port free on `ip` when asked (CoreDNS binds it later).
-fn free_port_on(ip: Ipv4Addr) -> Result<u16> {
+pub(super) fn free_port_on(ip: Ipv4Addr) -> Result<u16> {
     let listener = TcpListener::bind((ip, 0)).with_context(|| format!("finding a port on {ip}"))?;
     Ok(listener.local_addr()?.port())
 }
 
 /// What differs from node to node in the manifests.
-struct Settings<'a> {
-    image: &'a str,
-    node_ip: Ipv4Addr,
-    api_server: &'a str,
-    health_port: u16,
-    ready_port: u16,
+pub(super) struct Settings<'a> {
+    pub(super) image: &'a str,
+    pub(super) node_ip: Ipv4Addr,
+    pub(super) api_server: &'a str,
+    pub(super) health_port: u16,
+    pub(super) ready_port: u16,
 }
 
 /// The Corefile: one server block for every zone, on the node's address only.
@@ -307,7 +219,7 @@ fn indent(text: &str, n: usize) -> String {
 }
 
 /// Every object of the cluster DNS, one YAML stream.
-fn manifest(s: &Settings<'_>) -> String {
+pub(super) fn manifest(s: &Settings<'_>) -> String {
     format!(
         r#"apiVersion: v1
 kind: ServiceAccount
