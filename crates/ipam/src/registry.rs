@@ -63,32 +63,23 @@ impl Ipam {
         owner: &str,
         request: &AddressRequest,
     ) -> Result<Allocation, AllocError> {
-        let cidrs: Vec<ipnet::IpNet> = self
-            .subnet_mut(subnet)?
-            .config()
-            .families()
-            .map(|f| f.cidr)
-            .collect();
-        let held: std::collections::HashSet<IpAddr> = self
+        // Out of the map while it allocates, so that the others can be read meanwhile.
+        let (name, mut target) = self
             .subnets
-            .iter()
-            .filter(|(name, _)| name.as_str() != subnet)
-            .filter(|(_, other)| {
-                other.config().families().any(|f| {
-                    cidrs
-                        .iter()
-                        .any(|c| c.contains(&f.cidr.network()) || f.cidr.contains(&c.network()))
+            .remove_entry(subnet)
+            .ok_or_else(|| AllocError::UnknownSubnet(subnet.to_owned()))?;
+        let overlaps = |other: &Subnet| {
+            other.config().families().any(|f| {
+                target.config().families().any(|t| {
+                    t.cidr.contains(&f.cidr.network()) || f.cidr.contains(&t.cidr.network())
                 })
             })
-            .flat_map(|(_, other)| {
-                other
-                    .allocations()
-                    .flat_map(|(_, a)| a.ips())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        self.subnet_mut(subnet)?
-            .allocate_avoiding(owner, request, &|ip| held.contains(&ip))
+        };
+        let overlapping: Vec<&Subnet> = self.subnets.values().filter(|o| overlaps(o)).collect();
+        let held_elsewhere = |ip: IpAddr| overlapping.iter().any(|o| o.owner_of(ip).is_some());
+        let result = target.allocate_avoiding(owner, request, &held_elsewhere);
+        self.subnets.insert(name, target);
+        result
     }
 
     /// [`Subnet::release`] in subnet `subnet` (`None` if the subnet or owner is unknown).
