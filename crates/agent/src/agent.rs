@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::pod_network::{self, PodNetwork};
@@ -75,7 +76,7 @@ pub struct AgentSettings {
 pub struct Agent {
     settings: AgentSettings,
     pods: kube::Client,
-    switch: LocalSwitch,
+    switch: Arc<LocalSwitch>,
     port_up: Option<PortUpWait>,
 }
 
@@ -174,7 +175,7 @@ impl Agent {
     pub fn new(
         settings: AgentSettings,
         pods: kube::Client,
-        switch: LocalSwitch,
+        switch: Arc<LocalSwitch>,
         port_up: Option<PortUpWait>,
     ) -> Self {
         Agent {

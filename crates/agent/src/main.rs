@@ -111,7 +111,7 @@ async fn run(flags: Flags) -> Result<()> {
         .context("setting up the chassis")?;
         tracing::info!(system_id = %outcome.system_id, bridge_created = outcome.bridge_created, "chassis set up");
     }
-    let switch = LocalSwitch::open(ovs.clone(), &flags.bridge).await?;
+    let switch = Arc::new(LocalSwitch::open(ovs, &flags.bridge).await?);
     let mut node_links = None;
     let port_up = match &flags.ovn_nb {
         Some(nb) => {
@@ -138,7 +138,7 @@ async fn run(flags: Flags) -> Result<()> {
                     uplinks: flags.node_link_uplinks.trunc(),
                 },
                 &client,
-                LocalSwitch::open(ovs, &flags.bridge).await?,
+                Arc::clone(&switch),
             )
             .await
             .context("replicating this node's node-link ports")?;

@@ -18,6 +18,7 @@ pub mod gateway;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::node_link::{self, NodeLink};
@@ -155,7 +156,7 @@ fn pod_routes(
 pub struct NodeLinks {
     settings: NodeLinkSettings,
     ports: Replica,
-    switch: LocalSwitch,
+    switch: Arc<LocalSwitch>,
     /// The gateway applied per port.
     applied: BTreeMap<String, GatewaySpec>,
     /// The pod routes last set.
@@ -164,11 +165,12 @@ pub struct NodeLinks {
 
 impl NodeLinks {
     /// Starts replicating this node's node-link ports from `nb` (a Northbound client);
-    /// `switch` is the local switch (ports plugged and pods found there).
+    /// `switch` is the local switch the CNI operations use too (ports plugged and pods found
+    /// there).
     pub async fn start(
         settings: NodeLinkSettings,
         nb: &Client,
-        switch: LocalSwitch,
+        switch: Arc<LocalSwitch>,
     ) -> ovsdb::Result<Self> {
         let spec = MonitorSpec::new()
             .table_columns(
@@ -236,23 +238,16 @@ impl NodeLinks {
         for link in links {
             let port = link.port_name();
             let (netns, ovs_if, node_if) = names(&port);
-            let slot = self
-                .applied
-                .get(&port)
-                .and_then(|s| slot_of(self.settings.uplinks, s.uplink_node))
-                .or_else(|| {
-                    existing
-                        .get(&node_if)
-                        .and_then(|ip| slot_of(self.settings.uplinks, *ip))
-                });
-            match slot {
-                Some(slot) if used.insert(slot) => {}
-                _ => {
-                    wanting.push((link, netns, ovs_if, node_if));
-                    continue;
-                }
-            }
-            let spec = self.spec(&link, netns, ovs_if, node_if, slot.unwrap_or_default());
+            // A gateway in place keeps its uplink (read back from its node end).
+            let Some(slot) = existing
+                .get(&node_if)
+                .and_then(|ip| slot_of(self.settings.uplinks, *ip))
+                .filter(|slot| used.insert(*slot))
+            else {
+                wanting.push((link, netns, ovs_if, node_if));
+                continue;
+            };
+            let spec = self.spec(&link, netns, ovs_if, node_if, slot);
             gateways.insert(port, (link, spec));
         }
         for (link, netns, ovs_if, node_if) in wanting {

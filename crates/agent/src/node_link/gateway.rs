@@ -15,6 +15,7 @@
 //! The namespace is a bind mount under `/run/netns`, so it outlives agent restarts (the
 //! agent checks and completes it; nothing is recreated that is in place).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
@@ -152,8 +153,8 @@ async fn add_address(handle: &Handle, index: u32, net: Ipv4Net) -> Result<(), Li
     }
 }
 
-/// Destinations (/32) of the routes through link `index` in the main table.
-async fn host_routes_via(handle: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, LinkError> {
+/// Destinations of the /32 routes of the main table, by output link.
+async fn host_routes(handle: &Handle) -> Result<BTreeMap<u32, Vec<Ipv4Addr>>, LinkError> {
     let routes: Vec<_> = handle
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -161,17 +162,54 @@ async fn host_routes_via(handle: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, L
         .try_collect()
         .await
         .map_err(|e| err("listing routes", e))?;
-    Ok(routes
+    let mut by_link: BTreeMap<u32, Vec<Ipv4Addr>> = BTreeMap::new();
+    for route in routes
         .iter()
         .filter(|r| r.header.destination_prefix_length == 32)
-        .filter(|r| r.attributes.contains(&RouteAttribute::Oif(index)))
-        .filter_map(|r| {
-            r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
-                _ => None,
-            })
-        })
-        .collect())
+    {
+        let (mut oif, mut dst) = (None, None);
+        for attribute in &route.attributes {
+            match attribute {
+                RouteAttribute::Oif(index) => oif = Some(*index),
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                _ => {}
+            }
+        }
+        if let (Some(oif), Some(dst)) = (oif, dst) {
+            by_link.entry(oif).or_default().push(dst);
+        }
+    }
+    Ok(by_link)
+}
+
+/// Makes the /32 routes through link `index` exactly `wanted` (destination, gateway):
+/// added or replaced, and those of `present` not wanted removed.
+async fn set_host_routes(
+    handle: &Handle,
+    index: u32,
+    wanted: &[(Ipv4Addr, Ipv4Addr)],
+    present: &[Ipv4Addr],
+) -> Result<(), LinkError> {
+    for &(dst, via) in wanted {
+        handle
+            .route()
+            .add(host_route(dst, via, index))
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| err(format!("routing {dst} via {via}"), e))?;
+    }
+    for &stale in present
+        .iter()
+        .filter(|ip| !wanted.iter().any(|(dst, _)| dst == *ip))
+    {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(stale, 32)
+            .output_interface(index)
+            .build();
+        let _ = handle.route().del(route).execute().await;
+    }
+    Ok(())
 }
 
 fn host_route(
@@ -286,23 +324,16 @@ async fn configure_inside(spec: GatewaySpec) -> Result<(), LinkError> {
     let uplink = link::link_index(&handle, UPLINK_IF)
         .await?
         .ok_or_else(|| err(format!("finding {UPLINK_IF} in {}", spec.netns), "gone"))?;
-    let present = host_routes_via(&handle, uplink).await?;
-    for ip in &spec.node_ips {
-        handle
-            .route()
-            .add(host_route(*ip, spec.uplink_node, uplink))
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| err(format!("routing {ip} to the node"), e))?;
-    }
-    for stale in present.iter().filter(|ip| !spec.node_ips.contains(ip)) {
-        let _ = handle
-            .route()
-            .del(host_route(*stale, spec.uplink_node, uplink))
-            .execute()
-            .await;
-    }
+    let present = host_routes(&handle)
+        .await?
+        .remove(&uplink)
+        .unwrap_or_default();
+    let wanted: Vec<(Ipv4Addr, Ipv4Addr)> = spec
+        .node_ips
+        .iter()
+        .map(|ip| (*ip, spec.uplink_node))
+        .collect();
+    set_host_routes(&handle, uplink, &wanted, &present).await?;
     load_rules(&path, &ruleset(&spec))
 }
 
@@ -394,44 +425,15 @@ pub struct PodRoute {
 /// `rg*n`) exactly `routes`. Call it on a thread of its own.
 pub async fn set_pod_routes(routes: Vec<PodRoute>) -> Result<(), LinkError> {
     let handle = link::connect()?;
-    let mut indexes = std::collections::BTreeMap::new();
-    for route in &routes {
-        if !indexes.contains_key(&route.node_if)
-            && let Some(index) = link::link_index(&handle, &route.node_if).await?
-        {
-            indexes.insert(route.node_if.clone(), index);
-        }
-    }
-    let uplinks = uplink_indexes(&handle).await?;
-    for (index, name) in &uplinks {
-        let present = host_routes_via(&handle, *index).await?;
-        for pod in present {
-            let wanted = routes.iter().any(|r| r.pod == pod && &r.node_if == name);
-            if !wanted {
-                let _ = handle
-                    .route()
-                    .del(
-                        RouteMessageBuilder::<Ipv4Addr>::new()
-                            .destination_prefix(pod, 32)
-                            .output_interface(*index)
-                            .build(),
-                    )
-                    .execute()
-                    .await;
-            }
-        }
-    }
-    for route in &routes {
-        let Some(index) = indexes.get(&route.node_if) else {
-            continue;
-        };
-        handle
-            .route()
-            .add(host_route(route.pod, route.via, *index))
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| err(format!("routing pod {} to {}", route.pod, route.node_if), e))?;
+    let present = host_routes(&handle).await?;
+    for (index, name) in uplink_indexes(&handle).await? {
+        let wanted: Vec<(Ipv4Addr, Ipv4Addr)> = routes
+            .iter()
+            .filter(|r| r.node_if == name)
+            .map(|r| (r.pod, r.via))
+            .collect();
+        let present = present.get(&index).map(Vec::as_slice).unwrap_or_default();
+        set_host_routes(&handle, index, &wanted, present).await?;
     }
     Ok(())
 }
@@ -460,7 +462,7 @@ async fn uplink_indexes(handle: &Handle) -> Result<Vec<(u32, String)>, LinkError
 
 /// The IPv4 address of every gateway uplink's node end in the calling thread's namespace,
 /// by link name.
-pub async fn uplink_addresses() -> Result<std::collections::BTreeMap<String, Ipv4Addr>, LinkError> {
+pub async fn uplink_addresses() -> Result<BTreeMap<String, Ipv4Addr>, LinkError> {
     use rtnetlink::packet_route::address::AddressAttribute;
     let handle = link::connect()?;
     let uplinks = uplink_indexes(&handle).await?;
@@ -471,7 +473,7 @@ pub async fn uplink_addresses() -> Result<std::collections::BTreeMap<String, Ipv
         .try_collect()
         .await
         .map_err(|e| err("listing addresses", e))?;
-    let mut found = std::collections::BTreeMap::new();
+    let mut found = BTreeMap::new();
     for (index, name) in uplinks {
         let ip = addresses
             .iter()
