@@ -438,19 +438,6 @@ mod tests {
         }
     }
 
-    fn ops(txn: &OwnedTxn) -> Vec<String> {
-        txn.operations()
-            .iter()
-            .map(|op| match op {
-                Operation::Insert { table, .. } => format!("insert {table}"),
-                Operation::Update { table, .. } => format!("update {table}"),
-                Operation::Mutate { table, .. } => format!("mutate {table}"),
-                Operation::Delete { table, .. } => format!("delete {table}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
     /// The rows `txn` inserts, as the replica would show them once committed.
     fn committed(txn: &OwnedTxn, observed: &mut Observed) {
         let mut next = 100u128;
@@ -513,7 +500,7 @@ mod tests {
             .into()
         );
         assert_eq!(
-            ops(&txn),
+            txn.outline(),
             [
                 "insert Logical_Router_Port",
                 "mutate Logical_Router",
@@ -585,7 +572,7 @@ mod tests {
         let changes = plan(&mut txn, &observed).unwrap();
         assert_eq!(changes.unlinked, ["neutron-r1"]);
         assert_eq!(
-            ops(&txn),
+            txn.outline(),
             [
                 "delete Logical_Switch",
                 "mutate Logical_Router",

@@ -201,19 +201,6 @@ mod tests {
         .unwrap()
     }
 
-    fn tables(txn: &OwnedTxn) -> Vec<String> {
-        txn.operations()
-            .iter()
-            .map(|op| match op {
-                Operation::Insert { table, .. } => format!("insert {table}"),
-                Operation::Update { table, .. } => format!("update {table}"),
-                Operation::Mutate { table, .. } => format!("mutate {table}"),
-                Operation::Delete { table, .. } => format!("delete {table}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
     #[test]
     fn a_new_vpc_gets_its_group_with_its_balancers_on_its_switches() {
         let observed = Observed {
@@ -227,7 +214,7 @@ mod tests {
         assert_eq!(changes.created, ["a"]);
         assert_eq!(changes.switches, ["net2"]);
         assert_eq!(
-            tables(&txn),
+            txn.outline(),
             ["insert Load_Balancer_Group", "mutate Logical_Switch"]
         );
     }
@@ -289,7 +276,7 @@ mod tests {
         assert_eq!(changes.switches, ["net2"]);
         assert_eq!(changes.deleted, ["a"], "c is still referenced by net9");
         assert_eq!(
-            tables(&txn),
+            txn.outline(),
             ["update Logical_Switch", "delete Load_Balancer_Group"]
         );
     }

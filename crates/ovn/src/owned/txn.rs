@@ -121,6 +121,21 @@ impl OwnedTxn {
         self.txn.operations()
     }
 
+    /// The operations so far as `<verb> <table>` (`insert Logical_Switch`, `mutate
+    /// Logical_Router`, ...), for tests that check what a plan writes.
+    pub fn outline(&self) -> Vec<String> {
+        self.operations()
+            .iter()
+            .map(|op| match op {
+                Operation::Insert { table, .. } => format!("insert {table}"),
+                Operation::Update { table, .. } => format!("update {table}"),
+                Operation::Mutate { table, .. } => format!("mutate {table}"),
+                Operation::Delete { table, .. } => format!("delete {table}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
     fn push(&mut self, op: Operation) -> Op {
         self.txn.push(op);
         Op(self.txn.operations().len() - 1)
