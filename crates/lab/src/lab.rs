@@ -13,7 +13,7 @@ use testenv::kube::k8s_bins;
 use testenv::neutron::NeutronRows;
 use testenv::node::{NodeEnv, RunningPod};
 use testenv::ovn::OvnEnv;
-use testenv::poll::{HANG_GUARD, wait_until};
+use testenv::poll::HANG_GUARD;
 use testenv::stack::{Tenant, workspace_bin};
 
 use crate::checks::Report;
@@ -145,16 +145,7 @@ impl Lab {
 
         let vpc = tenant.router.lr_name();
         step(&format!("The router appears as Vpc {vpc}"));
-        wait_until(
-            HANG_GUARD,
-            &format!("router {vpc} imported as a Vpc"),
-            || {
-                node.kubectl(&["get", "vpc", &vpc, "-o", "jsonpath={.status}"])
-                    .ok()
-                    .filter(|s| !s.trim().is_empty())
-            },
-        )
-        .with_context(|| rovn.describe(&node))?;
+        rovn.wait_vpc_imported(&node, &vpc)?;
         kubectl_shown(&node, &["get", "vpc", &vpc])?;
 
         step(&format!(

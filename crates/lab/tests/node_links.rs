@@ -46,25 +46,6 @@ fn exec(node: &NodeEnv, ns: &str, pod: &str, command: &[&str]) -> Result<String,
     node.kubectl(&args).map_err(|e| format!("{e:#}"))
 }
 
-/// A namespace and a Subnet on `vpc` bound to it.
-fn subnet(node: &NodeEnv, name: &str, vpc: &str) {
-    node.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n---\n\
-         apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: {name}}}\n\
-         spec: {{vpc: {vpc}, cidrBlock: {CIDR}, namespaces: [{name}]}}\n"
-    ))
-    .expect("namespace and Subnet");
-    kubectl(
-        node,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("subnet/{name}"),
-            "--timeout=120s",
-        ],
-    );
-}
-
 /// Pod `web` in `ns`: busybox httpd on 8080 with an `httpGet` readiness and a `tcpSocket`
 /// liveness probe.
 fn web_pod(busybox: &str, ns: &str) -> String {
@@ -180,16 +161,12 @@ fn probes_host_endpoints_and_two_tenants_with_one_cidr_on_a_real_node() {
         .unwrap();
     let rovn = RovnInstall::apply(&node, INSTALL_TIMEOUT).expect("rovn installed from deploy/");
     let (vpc_a, vpc_b) = (a.router.lr_name(), b.router.lr_name());
-    for vpc in [&vpc_a, &vpc_b] {
-        wait_until(HANG_GUARD, &format!("Vpc {vpc} imported"), || {
-            node.kubectl(&["get", "vpc", vpc, "-o", "jsonpath={.status}"])
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        })
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
+    for (subnet, vpc) in [("net2", &vpc_a), ("net3", &vpc_b)] {
+        rovn.wait_vpc_imported(&node, vpc)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        rovn.apply_subnet(&node, subnet, vpc, CIDR)
+            .unwrap_or_else(|e| panic!("Subnet {subnet}: {e:#}"));
     }
-    subnet(&node, "net2", &vpc_a);
-    subnet(&node, "net3", &vpc_b);
 
     // Probes pass in both tenants, same CIDR.
     let busybox = node.images().busybox().to_owned();

@@ -108,29 +108,12 @@ fn seed_scenario_on_a_real_node_installed_from_deploy() {
         rovn.install_time()
     );
     let vpc = a.router.lr_name();
-    wait_until(HANG_GUARD, &format!("Vpc {vpc} imported"), || {
-        node.kubectl(&["get", "vpc", &vpc, "-o", "jsonpath={.status}"])
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-    })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", rovn.describe(&node)));
+    rovn.wait_vpc_imported(&node, &vpc)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     // Subnet net2 on the imported router, bound to namespace net2.
-    node.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n\
-         apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: {NS}}}\n\
-         spec: {{vpc: {vpc}, cidrBlock: {NET2}, namespaces: [{NS}]}}\n"
-    ))
-    .expect("namespace and Subnet");
-    kubectl(
-        &node,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "subnet/net2",
-            "--timeout=120s",
-        ],
-    );
+    rovn.apply_subnet(&node, NS, &vpc, NET2)
+        .unwrap_or_else(|e| panic!("Subnet {NS}: {e:#}"));
 
     // A Deployment of 3 workload pods.
     let busybox = node.images().busybox().to_owned();

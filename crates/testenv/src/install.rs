@@ -144,6 +144,41 @@ impl RovnInstall {
     pub fn describe(&self, node: &NodeEnv) -> String {
         describe(node)
     }
+
+    /// Waits until Neutron router `vpc` shows up as a Vpc with a status (imported); the
+    /// error carries [`RovnInstall::describe`].
+    pub fn wait_vpc_imported(&self, node: &NodeEnv, vpc: &str) -> Result<()> {
+        wait_until(
+            crate::poll::HANG_GUARD,
+            &format!("router {vpc} imported as a Vpc"),
+            || {
+                node.kubectl(&["get", "vpc", vpc, "-o", "jsonpath={.status}"])
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            },
+        )
+        .map(drop)
+        .with_context(|| self.describe(node))
+    }
+
+    /// Namespace `name` and Subnet `name` (`cidr`, on Vpc `vpc`) bound to it, applied with
+    /// kubectl; waits until the Subnet is Ready.
+    pub fn apply_subnet(&self, node: &NodeEnv, name: &str, vpc: &str, cidr: &str) -> Result<()> {
+        node.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n---\n\
+             apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: {name}}}\n\
+             spec: {{vpc: {vpc}, cidrBlock: {cidr}, namespaces: [{name}]}}\n"
+        ))
+        .context("namespace and Subnet")?;
+        node.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("subnet/{name}"),
+            "--timeout=120s",
+        ])
+        .map(drop)
+        .with_context(|| self.describe(node))
+    }
 }
 
 /// Whether `kubectl rollout status` says `what` of rovn (e.g. `daemonset/rovn-agent`) rolled
