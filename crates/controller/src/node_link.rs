@@ -221,10 +221,7 @@ impl Reconciler {
         txn.comment("rovn: node links");
         self.ctx.nb.commit(&txn).await?;
         lock(&self.pending).extend(changes.allocated.clone());
-        // Rows of ours that were there and are written again were removed or changed by
-        // another client (Neutron's sync, an operator): repairs.
-        let had_rows = !observed.switches.is_empty();
-        if had_rows && (!changes.linked.is_empty() || !changes.routes.is_empty()) {
+        for _ in 0..changes.restored {
             self.ctx.metrics.repaired("node-link");
         }
         info!(

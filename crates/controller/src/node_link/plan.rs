@@ -100,6 +100,9 @@ pub struct Changes {
     pub overlapping: Vec<String>,
     /// Addresses given to new node ports, by `(vpc, node)`.
     pub allocated: BTreeMap<(String, String), Ipv4Addr>,
+    /// Rows put back that another client removed (Neutron's repair sync, an operator): the
+    /// router port of a VPC whose switch was there, routes to nodes already linked.
+    pub restored: usize,
 }
 
 impl Changes {
@@ -239,6 +242,7 @@ fn plan_vpc(
             let inserted = txn.insert(&owner, &lrp)?;
             txn.attach_router_port(router, RouterPort::Inserted(&inserted));
             changes.linked.push(vpc.to_string());
+            changes.restored += usize::from(present_lsp.is_some());
         }
     }
 
@@ -300,12 +304,13 @@ fn plan_vpc(
             ..LogicalSwitchPort::default()
         };
         for ip in ips.iter().filter(|ip| ip.is_ipv4()) {
-            routes.push(LogicalRouterStaticRoute {
+            let route = LogicalRouterStaticRoute {
                 ip_prefix: format!("{ip}/32"),
                 nexthop: address.to_string(),
                 external_ids: BTreeMap::from([(node_link::NODE_KEY.to_string(), node.clone())]),
                 ..LogicalRouterStaticRoute::default()
-            });
+            };
+            routes.push((route, existing.is_some()));
         }
         wanted_ports.push((existing, port));
     }
@@ -385,13 +390,17 @@ fn plan_vpc(
     let same = |a: &LogicalRouterStaticRoute, b: &LogicalRouterStaticRoute| {
         a.ip_prefix == b.ip_prefix && a.nexthop == b.nexthop
     };
-    for route in &routes {
+    for (route, node_linked) in &routes {
         if !placed.iter().any(|p| same(p, route)) {
             txn.attach_static_route(router, &owner, route)?;
             changes.routes.push(format!("{vpc} {}", route.ip_prefix));
+            changes.restored += usize::from(*node_linked);
         }
     }
-    for stale in placed.iter().filter(|p| !routes.iter().any(|r| same(p, r))) {
+    for stale in placed
+        .iter()
+        .filter(|p| !routes.iter().any(|(r, _)| same(p, r)))
+    {
         txn.detach_static_route(router, stale);
         changes.routes.push(format!("{vpc} -{}", stale.ip_prefix));
     }
@@ -491,6 +500,7 @@ mod tests {
         assert_eq!(changes.linked, ["neutron-r1", "neutron-r1"]);
         assert_eq!(changes.ports, ["neutron-r1/node-1"]);
         assert_eq!(changes.routes, ["neutron-r1 192.168.1.5/32"]);
+        assert_eq!(changes.restored, 0, "made, not restored");
         assert_eq!(
             changes.allocated,
             [(
@@ -537,6 +547,7 @@ mod tests {
             [&"100.64.0.3".parse::<Ipv4Addr>().unwrap()]
         );
         assert_eq!(changes.routes, ["neutron-r1 192.168.1.6/32"]);
+        assert_eq!(changes.restored, 0, "a new node's route is no repair");
         observed.nodes.remove("node-1");
         observed.nodes.remove("node-2");
         let mut txn = OwnedTxn::new();
@@ -562,6 +573,10 @@ mod tests {
         assert_eq!(changes.linked, ["neutron-r1"]);
         assert_eq!(changes.routes, ["neutron-r1 192.168.1.5/32"]);
         assert!(changes.ports.is_empty());
+        assert_eq!(
+            changes.restored, 2,
+            "the router port and the route put back"
+        );
 
         let mut observed = self::observed();
         let mut txn = OwnedTxn::new();
