@@ -116,16 +116,12 @@ async fn run(flags: Flags) -> Result<()> {
     let port_up = match &flags.ovn_nb {
         Some(nb) => {
             let mut config = ClientConfig::from_remotes(nb)?.with_leader_only(true);
-            if let (Some(key), Some(cert), Some(ca)) = (
-                &flags.ovn_private_key,
-                &flags.ovn_certificate,
-                &flags.ovn_ca_cert,
+            if let Some(tls) = TlsFiles::from_flags(
+                flags.ovn_private_key.as_ref(),
+                flags.ovn_certificate.as_ref(),
+                flags.ovn_ca_cert.as_ref(),
             ) {
-                config = config.with_tls(TlsFiles {
-                    private_key: key.clone(),
-                    certificate: cert.clone(),
-                    ca_cert: ca.clone(),
-                });
+                config = config.with_tls(tls);
             }
             let client = Client::connect(config)
                 .await

@@ -115,20 +115,17 @@ pub async fn connect_nb(args: &Args) -> Result<(Gateway, View), ContextError> {
     if config.remotes.len() > 1 {
         config = config.with_leader_only(true);
     }
-    match (
-        &args.ovn_private_key,
-        &args.ovn_certificate,
-        &args.ovn_ca_cert,
+    let any_file = args.ovn_private_key.is_some()
+        || args.ovn_certificate.is_some()
+        || args.ovn_ca_cert.is_some();
+    match TlsFiles::from_flags(
+        args.ovn_private_key.as_ref(),
+        args.ovn_certificate.as_ref(),
+        args.ovn_ca_cert.as_ref(),
     ) {
-        (Some(key), Some(cert), Some(ca)) => {
-            config = config.with_tls(TlsFiles {
-                private_key: key.clone(),
-                certificate: cert.clone(),
-                ca_cert: ca.clone(),
-            });
-        }
-        (None, None, None) if !args.ovn_nb.contains("ssl:") => {}
-        _ => return Err(ContextError::MissingTlsFiles),
+        Some(tls) => config = config.with_tls(tls),
+        None if !any_file && !args.ovn_nb.contains("ssl:") => {}
+        None => return Err(ContextError::MissingTlsFiles),
     }
     let client = ovsdb::Client::connect(config)
         .await

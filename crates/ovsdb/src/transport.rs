@@ -113,6 +113,22 @@ pub struct TlsFiles {
     pub ca_cert: PathBuf,
 }
 
+impl TlsFiles {
+    /// The files of the three command-line flags (private key, certificate, CA
+    /// certificate) when all three are given.
+    pub fn from_flags(
+        private_key: Option<&PathBuf>,
+        certificate: Option<&PathBuf>,
+        ca_cert: Option<&PathBuf>,
+    ) -> Option<Self> {
+        Some(TlsFiles {
+            private_key: private_key?.clone(),
+            certificate: certificate?.clone(),
+            ca_cert: ca_cert?.clone(),
+        })
+    }
+}
+
 /// A connected byte stream of any transport.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -266,6 +282,19 @@ impl ServerCertVerifier for CaOnlyVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_files_come_from_all_three_flags_or_none() {
+        let (key, cert, ca) = (
+            PathBuf::from("key.pem"),
+            PathBuf::from("cert.pem"),
+            PathBuf::from("ca.pem"),
+        );
+        let all = TlsFiles::from_flags(Some(&key), Some(&cert), Some(&ca)).unwrap();
+        assert_eq!((all.private_key, all.ca_cert), (key.clone(), ca));
+        assert_eq!(TlsFiles::from_flags(Some(&key), Some(&cert), None), None);
+        assert_eq!(TlsFiles::from_flags(None, None, None), None);
+    }
 
     #[test]
     fn parses_remote_lists() {

@@ -73,14 +73,12 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
         _ => bail!("give --subnet, or --router with --cidr"),
     };
     let mut config = ClientConfig::from_remotes(&args.ovn_nb)?;
-    if let (Some(key), Some(cert), Some(ca)) =
-        (args.ovn_private_key, args.ovn_certificate, args.ovn_ca_cert)
-    {
-        config = config.with_tls(TlsFiles {
-            private_key: key,
-            certificate: cert,
-            ca_cert: ca,
-        });
+    if let Some(tls) = TlsFiles::from_flags(
+        args.ovn_private_key.as_ref(),
+        args.ovn_certificate.as_ref(),
+        args.ovn_ca_cert.as_ref(),
+    ) {
+        config = config.with_tls(tls);
     }
     if config.remotes.len() > 1 {
         config = config.with_leader_only(true);
