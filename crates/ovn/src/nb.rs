@@ -156,8 +156,11 @@ ovn_table! {
         action: String = "action",
         /// Whether matches are logged.
         log: bool = "log",
-        /// Optional name.
+        /// Optional name (at most 63 characters).
         name: Option<String> = "name",
+        /// Options (`apply-after-lb`: a `from-lport` ACL evaluated after
+        /// the load balancers, on the backend's address).
+        options: Map = "options",
         /// Owner keys (`neutron:security_group_rule_id` for Neutron's).
         external_ids: Map = "external_ids",
     }

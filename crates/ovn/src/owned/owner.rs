@@ -82,16 +82,20 @@ pub enum Kind {
     /// node switch, router port, the nodes' switch ports and the routes to
     /// the nodes' addresses.
     NodeLink,
+    /// The Port_Group (pods selected), Address_Sets (peers) and ACLs of a
+    /// NetworkPolicy (the object is `namespace/name`).
+    NetworkPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::Pod,
         Kind::Service,
         Kind::ServiceGroup,
         Kind::NodeLink,
+        Kind::NetworkPolicy,
     ];
 
     /// The value of [`KIND_KEY`].
@@ -103,6 +107,7 @@ impl Kind {
             Kind::Service => "service",
             Kind::ServiceGroup => "service-group",
             Kind::NodeLink => "node-link",
+            Kind::NetworkPolicy => "network-policy",
         }
     }
 
@@ -157,6 +162,11 @@ impl Owner {
     /// The path between the nodes and VPC `vpc`.
     pub fn node_link(vpc: &str) -> Self {
         Self::new(Kind::NodeLink, vpc)
+    }
+
+    /// NetworkPolicy `namespace/name` (its port group, address sets, ACLs).
+    pub fn network_policy(namespace: &str, name: &str) -> Self {
+        Self::new(Kind::NetworkPolicy, format!("{namespace}/{name}"))
     }
 
     /// The kind of object.
@@ -225,6 +235,11 @@ pub trait Owned: Table + Clone {
     fn external_ids_mut(&mut self) -> &mut BTreeMap<String, String>;
     /// The row's name, for tables whose names could collide with Neutron's.
     fn name(&self) -> Option<&str>;
+    /// Refuses column values that would collide with Neutron's rows (for
+    /// ACLs: a priority outside [`ACL_PRIORITIES`]).
+    fn check_columns(&self) -> Result<(), Reserved> {
+        Ok(())
+    }
 }
 
 macro_rules! owned {
@@ -256,7 +271,31 @@ owned! {
     DhcpOptions;
     LogicalRouterStaticRoute;
     Nat;
-    Acl;
+}
+
+/// The band of ACL priorities of ours: above Neutron's security groups
+/// (1002) and `neutron_pg_drop` (1001), so that neither ever ties with ours.
+/// (Our ACLs are on port groups holding only our pods' ports, and Neutron's
+/// only VM ports: the band keeps a mistake on either side visible.)
+pub const ACL_PRIORITIES: std::ops::RangeInclusive<i64> = 2000..=2099;
+
+impl Owned for Acl {
+    fn external_ids(&self) -> &BTreeMap<String, String> {
+        &self.external_ids
+    }
+    fn external_ids_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.external_ids
+    }
+    fn name(&self) -> Option<&str> {
+        None
+    }
+    fn check_columns(&self) -> Result<(), Reserved> {
+        if ACL_PRIORITIES.contains(&self.priority) {
+            Ok(())
+        } else {
+            Err(Reserved::AclPriority(self.priority))
+        }
+    }
 }
 
 /// A row read from the database that is ours: it carries our marker and an
@@ -323,6 +362,9 @@ pub enum Reserved {
     /// The `external_ids` key belongs to Neutron.
     #[error("external_ids key {0:?} belongs to Neutron")]
     NeutronKey(String),
+    /// An ACL priority outside our band [`ACL_PRIORITIES`].
+    #[error("ACL priority {0} is outside rovn's band 2000-2099 (Neutron uses 1001 and 1002)")]
+    AclPriority(i64),
 }
 
 /// Refuses names that could collide with Neutron's: `neutron-*`,

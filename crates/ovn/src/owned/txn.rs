@@ -199,6 +199,7 @@ impl OwnedTxn {
         if let Some(name) = row.name() {
             check_name(name)?;
         }
+        row.check_columns()?;
         row.external_ids_mut().extend(owner.external_ids());
         check_external_ids(row.external_ids())?;
         let mut columns = row.to_row();
@@ -217,6 +218,7 @@ impl OwnedTxn {
         desired: &T,
         columns: &[&str],
     ) -> Result<Op, Refused> {
+        desired.check_columns()?;
         if columns.contains(&"external_ids") {
             check_external_ids(desired.external_ids())?;
             if !row.owner().owns(desired.external_ids()) {
@@ -611,6 +613,40 @@ mod tests {
                 "{op:?}"
             );
         }
+    }
+
+    /// Our ACLs stay in our priority band, clear of Neutron's 1001/1002.
+    #[test]
+    fn acls_outside_our_priority_band_are_refused() {
+        use crate::nb::{Acl, PortGroup};
+        let owner = Owner::network_policy("ns", "deny");
+        let acl = |priority| Acl {
+            direction: "to-lport".to_string(),
+            priority,
+            match_: "outport == @rovn_np_1 && ip".to_string(),
+            action: "drop".to_string(),
+            ..Acl::default()
+        };
+        let mut txn = OwnedTxn::new();
+        for neutron in [1001, 1002, 0, 32767] {
+            assert!(matches!(
+                txn.insert(&owner, &acl(neutron)),
+                Err(Refused::Reserved(Reserved::AclPriority(p))) if p == neutron
+            ));
+        }
+        let inserted = txn.insert(&owner, &acl(2000)).unwrap();
+        let group = PortGroup {
+            name: "rovn_np_1".to_string(),
+            ..PortGroup::default()
+        };
+        txn.insert_referencing(&owner, &group, Some(("acls", &[&inserted])))
+            .unwrap();
+        assert_eq!(txn.outline(), ["insert ACL", "insert Port_Group"]);
+        let neutron_group = PortGroup {
+            name: "pg_4d2c".to_string(),
+            ..PortGroup::default()
+        };
+        assert!(txn.insert(&owner, &neutron_group).is_err());
     }
 
     #[test]
