@@ -8,10 +8,10 @@ use api::{Subnet, Vpc, VpcStatus};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use ovn::owned::Gateway;
-use ovn::owned::owner::{NEUTRON_NETWORK_NAME, SUBNET_KEY};
+use ovn::owned::owner::{NEUTRON_NETWORK_NAME, OWNER, OWNER_KEY, SUBNET_KEY};
 use ovn::view::{self, View};
 use ovn::{Table, nb};
-use ovsdb::{ClientConfig, Index, MonitorSpec, TlsFiles};
+use ovsdb::{ClientConfig, Condition, Index, MonitorSpec, TlsFiles, Value};
 
 use crate::bindings::SubnetState;
 use crate::cli::Args;
@@ -98,9 +98,27 @@ pub fn nb_monitor_spec() -> MonitorSpec {
     ]
     .iter()
     .fold(MonitorSpec::new(), |spec, index| index(spec));
+    // Of the security tables, only our rows: Neutron's security groups can
+    // hold many thousands of ACLs, none of which we read.
+    let spec = [
+        view::index_table::<nb::PortGroup>,
+        view::index_table::<nb::AddressSet>,
+        view::index_table::<nb::Acl>,
+    ]
+    .iter()
+    .fold(spec, |spec, index| index(spec));
+    let ours = || {
+        vec![Condition::includes(
+            "external_ids",
+            Value::map([(OWNER_KEY, OWNER)]),
+        )]
+    };
     spec.table_columns(nb::LoadBalancerGroup::NAME, nb::LoadBalancerGroup::COLUMNS)
         .index(nb::LogicalSwitchPort::NAME, pod_subnet_index())
         .index(nb::LogicalRouterPort::NAME, neutron_network_index())
+        .only_where(nb::PortGroup::NAME, ours())
+        .only_where(nb::AddressSet::NAME, ours())
+        .only_where(nb::Acl::NAME, ours())
 }
 
 /// Connects to the Northbound database named by the flags, checks its schema

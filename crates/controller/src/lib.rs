@@ -18,7 +18,8 @@
 //!   annotations and `IP` resources), `service` (Services and their
 //!   EndpointSlices → load balancers in a group per VPC on our switches),
 //!   `node_link` (Nodes × served VPCs → the switch, router port, node ports and
-//!   routes joining every node to every VPC);
+//!   routes joining every node to every VPC), `network_policy`
+//!   (NetworkPolicies → port groups, address sets and ACLs of ours);
 //! - `leader` (one writer among replicas), `http` (probes and Prometheus).
 //!
 //! Every Northbound write goes through `ovn::owned` (the gateway): nothing
@@ -33,6 +34,7 @@ pub mod import;
 pub mod leader;
 pub mod metrics;
 pub mod namespace;
+pub mod network_policy;
 pub mod nb_view;
 pub mod node_link;
 pub mod pod;

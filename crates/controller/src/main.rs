@@ -12,7 +12,7 @@ use controller::context::Context;
 use controller::http::{self, Probes};
 use controller::leader::{LeaderElector, LeaseTiming};
 use controller::metrics::Metrics;
-use controller::{import, namespace, node_link, pod, service, subnet, vpc};
+use controller::{import, namespace, network_policy, node_link, pod, service, subnet, vpc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::registry::Registry;
@@ -91,6 +91,12 @@ async fn lead(
     writers.spawn(async move { service::run(services).await.context("Service reconciler") });
     let links = ctx.clone();
     writers.spawn(async move { node_link::run(links).await.context("node-link reconciler") });
+    let policies = ctx.clone();
+    writers.spawn(async move {
+        network_policy::run(policies)
+            .await
+            .context("NetworkPolicy reconciler")
+    });
     let namespaces = ctx.clone();
     writers.spawn(async move {
         namespace::run(namespaces).await;

@@ -27,6 +27,8 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     ("", "nodes", &["list", "watch"]),
     // service.rs: reflector/watcher on Api::<EndpointSlice>::all (list + watch).
     ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
+    // network_policy.rs: reflector/watcher on Api::<NetworkPolicy>::all (list + watch).
+    ("networking.k8s.io", "networkpolicies", &["list", "watch"]),
     // import.rs/vpc.rs/subnet.rs: watchers and Controllers on ctx.vpcs() (list + watch),
     // get_opt in subnet.rs, server-side apply of imported and default Vpcs (patch, and
     // create: an apply that makes a new object is authorized as create) and the finalizer
