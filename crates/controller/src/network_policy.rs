@@ -101,7 +101,12 @@ fn looks_across_namespaces(spec: &NetworkPolicySpec) -> bool {
         .iter()
         .flatten()
         .flat_map(|r| r.from.iter().flatten())
-        .chain(spec.egress.iter().flatten().flat_map(|r| r.to.iter().flatten()));
+        .chain(
+            spec.egress
+                .iter()
+                .flatten()
+                .flat_map(|r| r.to.iter().flatten()),
+        );
     let named_egress = spec
         .egress
         .iter()
@@ -439,9 +444,7 @@ impl Reconciler {
         };
         let repair = lock(&self.repairs).remove(key);
         let owner = Owner::network_policy(namespace, name);
-        let policy = self
-            .policies
-            .get(&ObjectRef::new(name).within(namespace));
+        let policy = self.policies.get(&ObjectRef::new(name).within(namespace));
         let Some(spec) = policy.as_ref().and_then(|p| p.spec.as_ref()) else {
             reconcile::apply(&self.ctx, &owner, None).await?;
             lock(&self.warned).remove(key);
@@ -484,7 +487,9 @@ impl Reconciler {
         if lock(&self.warned).get(key) == Some(&note) {
             return;
         }
-        self.events.warn(policy, "PolicyNotImplemented", &note).await;
+        self.events
+            .warn(policy, "PolicyNotImplemented", &note)
+            .await;
         lock(&self.warned).insert(key.to_string(), note);
     }
 }

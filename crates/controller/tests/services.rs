@@ -34,12 +34,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use serde_json::Value;
-use testenv::netns::Netns;
 use testenv::neutron::NeutronRows;
 use testenv::ovn::OvnEnv;
 use testenv::poll::eventually;
-use testenv::stack::{AgentProcess, Attachment, Cluster, ControllerEnv, Tenant, subnet_spec};
+use testenv::stack::{
+    AgentProcess, Cluster, ControllerEnv, PluggedPod, Serve, Tenant, pod, subnet_spec,
+};
 use testenv::unique_name;
 
 /// TCP port the pods' servers listen on.
@@ -47,112 +47,22 @@ const HTTP: i32 = 8080;
 /// UDP port the pods' servers answer on.
 const DNS: i32 = 5353;
 
-/// A TCP server answering every connection with its name, and a UDP one answering every
-/// datagram with it.
-const SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def udp():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("0.0.0.0", int(sys.argv[3])))
-    while True:
-        _, peer = u.recvfrom(100)
-        u.sendto(name, peer)
-threading.Thread(target=udp, daemon=True).start()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[2])))
-s.listen(64)
-while True:
-    c, _ = s.accept()
-    c.sendall(name)
-    c.close()
-"#;
-
-/// `count` requests (`tcp` or `udp`) to `ip:port`, one line each: the server's name,
-/// `refused` (a TCP reset or an ICMP port unreachable) or `timeout`.
-const CLIENT: &str = r#"
-import socket, sys
-proto, ip, port, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-for _ in range(count):
-    try:
-        if proto == "tcp":
-            s = socket.create_connection((ip, port), timeout=1)
-            print(s.recv(100).decode() or "empty")
-            s.close()
-        else:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.settimeout(1)
-            u.connect((ip, port))
-            u.send(b"?")
-            print(u.recv(100).decode())
-            u.close()
-    except ConnectionRefusedError:
-        print("refused")
-    except OSError:
-        print("timeout")
-"#;
-
-/// A server process in a pod's namespace, killed on drop.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A pod plugged through rovn-cni, serving its name.
-struct PluggedPod {
-    name: String,
-    namespace: String,
-    ip: String,
-    netns: Netns,
-    _attachment: Attachment,
-    _server: Option<Server>,
-}
-
-impl PluggedPod {
-    /// The answers to `count` requests to `ip:port` over `proto`.
-    fn ask(&self, proto: &str, ip: &str, port: i32, count: usize) -> Vec<String> {
-        let out = self
-            .netns
-            .exec(&[
-                "python3",
-                "-c",
-                CLIENT,
-                proto,
-                ip,
-                &port.to_string(),
-                &count.to_string(),
-            ])
-            .expect("client");
-        out.lines().map(str::to_owned).collect()
-    }
-
-    /// The one answer to a request to `ip:port`.
-    fn ask_once(&self, proto: &str, ip: &str, port: i32) -> String {
-        self.ask(proto, ip, port, 1).pop().unwrap_or_default()
-    }
-
-    /// The endpoint of this pod, as the endpointslice controller writes it.
-    fn endpoint(&self, ready: bool) -> Endpoint {
-        Endpoint {
-            addresses: vec![self.ip.clone()],
-            conditions: Some(EndpointConditions {
-                ready: Some(ready),
-                serving: Some(ready),
-                terminating: Some(false),
-            }),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                namespace: Some(self.namespace.clone()),
-                name: Some(self.name.clone()),
-                ..ObjectReference::default()
-            }),
-            ..Endpoint::default()
-        }
+/// The endpoint of `pod`, as the endpointslice controller writes it.
+fn endpoint(pod: &PluggedPod, ready: bool) -> Endpoint {
+    Endpoint {
+        addresses: vec![pod.ip.clone()],
+        conditions: Some(EndpointConditions {
+            ready: Some(ready),
+            serving: Some(ready),
+            terminating: Some(false),
+        }),
+        target_ref: Some(ObjectReference {
+            kind: Some("Pod".into()),
+            namespace: Some(pod.namespace.clone()),
+            name: Some(pod.name.clone()),
+            ..ObjectReference::default()
+        }),
+        ..Endpoint::default()
     }
 }
 
@@ -164,44 +74,13 @@ async fn plug_pod(
     node: &str,
     serve: bool,
 ) -> PluggedPod {
-    cluster
-        .create_pod(namespace, name, node)
-        .await
-        .expect("create pod");
-    let netns = Netns::new().unwrap();
-    let attachment = Attachment {
-        socket: socket.to_owned(),
-        container_id: unique_name(&format!("svc-{name}")),
-        netns: format!("/var/run/netns/{}", netns.name()),
-        namespace: namespace.into(),
-        pod: name.into(),
-    };
-    let add = attachment.clone();
-    let result: Value = tokio::task::spawn_blocking(move || add.add().expect("ADD"))
-        .await
-        .unwrap();
-    let ip = result["ips"][0]["address"]
-        .as_str()
-        .and_then(|a| a.split('/').next())
-        .expect("pod address")
-        .to_owned();
-    let server = serve.then(|| {
-        Server(
-            std::process::Command::new("ip")
-                .args(["netns", "exec", netns.name(), "python3", "-c", SERVER, name])
-                .args([HTTP.to_string(), DNS.to_string()])
-                .spawn()
-                .expect("server"),
-        )
+    let serve = serve.then(|| Serve {
+        tcp: vec![HTTP],
+        udp: DNS,
     });
-    PluggedPod {
-        name: name.into(),
-        namespace: namespace.into(),
-        ip,
-        netns,
-        _attachment: attachment,
-        _server: server,
-    }
+    PluggedPod::plug(cluster, socket, namespace, pod(name, node, &[]), serve)
+        .await
+        .expect("plugged pod")
 }
 
 fn service(name: &str, cluster_ip: &str, selector: bool, affinity: bool) -> Service {
@@ -285,16 +164,6 @@ async fn put_slice(api: &Api<EndpointSlice>, slice: EndpointSlice) {
                 .expect("create slice");
         }
     }
-}
-
-/// Waits until `proto` requests from `from` to `ip:port` are answered by `name`.
-async fn wait_answer(from: &PluggedPod, proto: &str, ip: &str, port: i32, name: &str) {
-    let what = format!("{proto} {ip}:{port} from {} answered by {name}", from.name);
-    eventually(&what, || async {
-        let answer = from.ask_once(proto, ip, port);
-        if answer == name { Ok(()) } else { Err(answer) }
-    })
-    .await;
 }
 
 /// Waits until requests from `from` to `ip:port` are no longer answered by `name`;
@@ -412,14 +281,14 @@ async fn cluster_ip_services_with_real_packets() {
         .create(&PostParams::default(), &service("web", web_ip, true, false))
         .await
         .expect("Service web");
-    put_slice(&slices, slice("web", vec![web3.endpoint(true)])).await;
+    put_slice(&slices, slice("web", vec![endpoint(&web3, true)])).await;
     let started = Instant::now();
-    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
+    client.wait_answer("tcp", web_ip, 80, "web3").await;
     eprintln!(
         "Service created -> first TCP answer: {:?}",
         started.elapsed()
     );
-    wait_answer(&client, "udp", web_ip, 53, "web3").await;
+    client.wait_answer("udp", web_ip, 53, "web3").await;
 
     // The group of the VPC is on our switches only, never on Neutron's rows.
     // (The default VPC, with the default Subnet, has one too.)
@@ -450,21 +319,21 @@ async fn cluster_ip_services_with_real_packets() {
     }
 
     // Endpoint in the client's own subnet.
-    put_slice(&slices, slice("web", vec![web2.endpoint(true)])).await;
-    wait_answer(&client, "tcp", web_ip, 80, "web2").await;
-    wait_answer(&client, "udp", web_ip, 53, "web2").await;
+    put_slice(&slices, slice("web", vec![endpoint(&web2, true)])).await;
+    client.wait_answer("tcp", web_ip, 80, "web2").await;
+    client.wait_answer("udp", web_ip, 53, "web2").await;
 
     // Hairpin: web2 reaches the Service whose only endpoint is itself.
-    wait_answer(&web2, "tcp", web_ip, 80, "web2").await;
-    wait_answer(&web2, "udp", web_ip, 53, "web2").await;
+    web2.wait_answer("tcp", web_ip, 80, "web2").await;
+    web2.wait_answer("udp", web_ip, 53, "web2").await;
 
     // Both endpoints without affinity: print how connections spread.
     put_slice(
         &slices,
-        slice("web", vec![web2.endpoint(true), web3.endpoint(true)]),
+        slice("web", vec![endpoint(&web2, true), endpoint(&web3, true)]),
     )
     .await;
-    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
+    client.wait_answer("tcp", web_ip, 80, "web3").await;
     let spread: BTreeSet<String> = client.ask("tcp", web_ip, 80, 20).into_iter().collect();
     eprintln!("20 connections without affinity reached {spread:?}");
 
@@ -479,7 +348,7 @@ async fn cluster_ip_services_with_real_packets() {
         .expect("Service sticky");
     put_slice(
         &slices,
-        slice("sticky", vec![web2.endpoint(true), web3.endpoint(true)]),
+        slice("sticky", vec![endpoint(&web2, true), endpoint(&web3, true)]),
     )
     .await;
     let first = eventually("sticky answered", || async {
@@ -521,19 +390,19 @@ async fn cluster_ip_services_with_real_packets() {
         )
         .await
         .expect("Service only3");
-    put_slice(&slices, slice("only3", vec![web3.endpoint(true)])).await;
-    wait_answer(&client, "tcp", only3, 80, "web3").await;
+    put_slice(&slices, slice("only3", vec![endpoint(&web3, true)])).await;
+    client.wait_answer("tcp", only3, 80, "web3").await;
     let only3_lb = format!("rovn/service/net2/only3/tcp/{vpc}");
     let since = Instant::now();
-    put_slice(&slices, slice("only3", vec![web3.endpoint(false)])).await;
+    put_slice(&slices, slice("only3", vec![endpoint(&web3, false)])).await;
     wait_backend_gone(&env.ovn, &only3_lb, &web3.ip, since).await;
     let (not_ready, answer) = wait_not_answered_by(&client, only3, 80, "web3", since).await;
     eprintln!(
         "endpoint not ready -> traffic to it stopped after {} ms (answer: {answer}; includes a client start-up of ~30 ms)",
         not_ready.as_millis()
     );
-    put_slice(&slices, slice("only3", vec![web3.endpoint(true)])).await;
-    wait_answer(&client, "tcp", only3, 80, "web3").await;
+    put_slice(&slices, slice("only3", vec![endpoint(&web3, true)])).await;
+    client.wait_answer("tcp", only3, 80, "web3").await;
     let since = Instant::now();
     slices
         .delete("only3-abcde", &DeleteParams::default())
@@ -560,14 +429,14 @@ async fn cluster_ip_services_with_real_packets() {
         )
         .await
         .expect("Service manual");
-    let mut manual = slice("manual", vec![web3.endpoint(true)]);
+    let mut manual = slice("manual", vec![endpoint(&web3, true)]);
     manual.metadata.labels.as_mut().unwrap().insert(
         "endpointslice.kubernetes.io/managed-by".into(),
         "staff".into(),
     );
     put_slice(&slices, manual).await;
-    wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
-    wait_answer(&client, "udp", manual_ip, 53, "web3").await;
+    client.wait_answer("tcp", manual_ip, 80, "web3").await;
+    client.wait_answer("udp", manual_ip, 53, "web3").await;
 
     // Another client deletes our load balancer, then clears our switch's group reference:
     // both are restored at once.
@@ -582,7 +451,7 @@ async fn cluster_ip_services_with_real_packets() {
         "load balancer deleted by another client -> restored after {:?}",
         since.elapsed()
     );
-    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
+    client.wait_answer("tcp", web_ip, 80, "web3").await;
     let since = Instant::now();
     env.ovn
         .nbctl(&["clear", "Logical_Switch", "net2", "load_balancer_group"])
@@ -597,7 +466,7 @@ async fn cluster_ip_services_with_real_packets() {
         "group reference cleared by another client -> restored after {:?}",
         since.elapsed()
     );
-    wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
+    client.wait_answer("tcp", manual_ip, 80, "web3").await;
 
     // ... and deletes the VPC's whole group (with its switches' references, as the
     // database requires): restored with its balancers, both switches pointing at it.
@@ -647,8 +516,8 @@ async fn cluster_ip_services_with_real_packets() {
         "group deleted by another client -> restored after {:?}",
         since.elapsed()
     );
-    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
-    wait_answer(&client, "tcp", manual_ip, 80, "web3").await;
+    client.wait_answer("tcp", web_ip, 80, "web3").await;
+    client.wait_answer("tcp", manual_ip, 80, "web3").await;
 
     // A deleted Service leaves no row behind.
     services
@@ -687,11 +556,11 @@ async fn cluster_ip_services_with_real_packets() {
         .expect("Service split");
     put_slice(
         &slices,
-        slice("split", vec![web3.endpoint(true), db.endpoint(true)]),
+        slice("split", vec![endpoint(&web3, true), endpoint(&db, true)]),
     )
     .await;
-    wait_answer(&client, "tcp", split_ip, 80, "web3").await;
-    wait_answer(&db, "tcp", split_ip, 80, "db").await;
+    client.wait_answer("tcp", split_ip, 80, "web3").await;
+    db.wait_answer("tcp", split_ip, 80, "db").await;
     let answers: BTreeSet<String> = client.ask("tcp", split_ip, 80, 10).into_iter().collect();
     assert_eq!(
         answers,
@@ -708,9 +577,9 @@ async fn cluster_ip_services_with_real_packets() {
         .wait_warning("net2", "split", "EndpointsInSeveralVpcs")
         .await
         .expect("Warning Event");
-    put_slice(&slices, slice("split", vec![db.endpoint(true)])).await;
-    wait_answer(&client, "tcp", split_ip, 80, "refused").await;
-    wait_answer(&db, "tcp", split_ip, 80, "db").await;
+    put_slice(&slices, slice("split", vec![endpoint(&db, true)])).await;
+    client.wait_answer("tcp", split_ip, 80, "refused").await;
+    db.wait_answer("tcp", split_ip, 80, "db").await;
 
     // A restart leaves the load balancers of running Services untouched (same rows: traffic
     // never stops) and removes those of a Service deleted while the controller was down.
@@ -731,7 +600,7 @@ async fn cluster_ip_services_with_real_packets() {
         before,
         "Service web's load balancer was kept"
     );
-    wait_answer(&client, "tcp", web_ip, 80, "web3").await;
+    client.wait_answer("tcp", web_ip, 80, "web3").await;
 
     neutron.assert_unchanged(&env.ovn, "after the Services");
 }

@@ -12,7 +12,8 @@
 //!   [`pod_network`], [`AnnotationLog`]);
 //! - the controller's whole world for its tests: OVN, an API server of its own and the
 //!   controller ([`ControllerEnv`]);
-//! - `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]);
+//! - `rovn-cni` called like kubelet calls a CNI plugin ([`Attachment`]), and pods plugged
+//!   through it that serve and ask with real packets ([`PluggedPod`]);
 //! - a Neutron tenant with its VM bound on the chassis ([`Tenant`]).
 //!
 //! Needs the `kube` feature.
@@ -37,6 +38,7 @@ mod binaries;
 mod cluster;
 mod cni;
 mod controller_env;
+mod plugged;
 mod pods;
 mod process;
 mod tenant;
@@ -46,6 +48,7 @@ pub use binaries::{kept_log_dir, workspace_bin};
 pub use cluster::{Cluster, subnet_ready, subnet_spec, wait_gone};
 pub use cni::{Attachment, CniRun};
 pub use controller_env::ControllerEnv;
+pub use plugged::{PluggedPod, Serve, Server, ask, wait_answer};
 pub use pods::{AnnotationLog, Seen, allocated, pod, pod_network};
 pub use process::{AgentProcess, ControllerOptions, ControllerProcess, RovnProcess};
 pub use tenant::Tenant;

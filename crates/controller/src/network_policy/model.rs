@@ -22,9 +22,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
@@ -182,7 +180,11 @@ pub fn plan(namespace: &str, name: &str, spec: &NetworkPolicySpec, cluster: &Clu
         .pods
         .iter()
         .filter(|pod| pod.namespace == namespace && pod.port.is_some())
-        .filter(|pod| pod_selector.as_ref().is_some_and(|s| s.matches(&pod.labels)))
+        .filter(|pod| {
+            pod_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&pod.labels))
+        })
         .collect();
     let mut plan = Plan {
         group: PortGroup {
@@ -219,13 +221,23 @@ pub fn plan(namespace: &str, name: &str, spec: &NetworkPolicySpec, cluster: &Clu
             ),
         );
         for (i, rule) in spec.ingress.iter().flatten().enumerate() {
-            builder.rule(Direction::Ingress, i, rule.from.as_deref(), rule.ports.as_deref());
+            builder.rule(
+                Direction::Ingress,
+                i,
+                rule.from.as_deref(),
+                rule.ports.as_deref(),
+            );
         }
     }
     if egress {
         builder.isolate(Direction::Egress);
         for (i, rule) in spec.egress.iter().flatten().enumerate() {
-            builder.rule(Direction::Egress, i, rule.to.as_deref(), rule.ports.as_deref());
+            builder.rule(
+                Direction::Egress,
+                i,
+                rule.to.as_deref(),
+                rule.ports.as_deref(),
+            );
         }
     }
     plan.problems = problems;
@@ -248,7 +260,11 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn acl(&mut self, direction: Direction, rule: String, priority: i64, match_: String) {
-        let action = if priority == DENY { "drop" } else { "allow-related" };
+        let action = if priority == DENY {
+            "drop"
+        } else {
+            "allow-related"
+        };
         let mut options = BTreeMap::new();
         if direction == Direction::Egress {
             options.insert("apply-after-lb".to_string(), "true".to_string());
@@ -337,8 +353,7 @@ impl Builder<'_> {
                 },
                 None => {
                     has_selector = true;
-                    let pods: Vec<PolicyPod> =
-                        self.peer_pods(peer).into_iter().cloned().collect();
+                    let pods: Vec<PolicyPod> = self.peer_pods(peer).into_iter().cloned().collect();
                     peer_pods.extend(pods);
                 }
             }
@@ -365,7 +380,9 @@ impl Builder<'_> {
                     ..AddressSet::default()
                 });
             }
-            peer_terms.push(format!("ip4.{field} == ${set}_ip4 || ip6.{field} == ${set}_ip6"));
+            peer_terms.push(format!(
+                "ip4.{field} == ${set}_ip4 || ip6.{field} == ${set}_ip6"
+            ));
         }
         let peers_given = peers.is_some_and(|p| !p.is_empty());
         if peers_given && peer_terms.is_empty() {
@@ -412,7 +429,12 @@ impl Builder<'_> {
         if let Some(terms) = port_terms {
             let _ = write!(match_, " && ({})", terms.join(" || "));
         }
-        self.acl(direction, format!("{}-{index}", direction.label()), ALLOW, match_);
+        self.acl(
+            direction,
+            format!("{}-{index}", direction.label()),
+            ALLOW,
+            match_,
+        );
     }
 }
 
@@ -604,7 +626,10 @@ mod tests {
         };
         let plan = plan("a", "deny", &spec, &cluster(&pods, &namespaces));
         let group = group_name("a", "deny");
-        assert!(group.starts_with("rovn_np_") && group.len() == 24, "{group}");
+        assert!(
+            group.starts_with("rovn_np_") && group.len() == 24,
+            "{group}"
+        );
         assert_eq!(plan.group.name, group);
         assert_eq!(
             plan.group.ports,
@@ -627,7 +652,11 @@ mod tests {
             rule(&plan, "ingress-node").unwrap().match_,
             format!("outport == @{group} && ip4.src == 100.64.0.0/16")
         );
-        assert!(plan.acls.iter().all(|a| ovn::owned::owner::ACL_PRIORITIES.contains(&a.priority)));
+        assert!(
+            plan.acls
+                .iter()
+                .all(|a| ovn::owned::owner::ACL_PRIORITIES.contains(&a.priority))
+        );
         assert_eq!(plan.acls[0].name.as_deref(), Some("a/deny"));
         assert!(plan.problems.is_empty());
     }
@@ -662,7 +691,12 @@ mod tests {
         let sets: Vec<(&str, Vec<&str>)> = plan
             .address_sets
             .iter()
-            .map(|s| (s.name.as_str(), s.addresses.iter().map(String::as_str).collect()))
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.addresses.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
         let in0 = format!("{group}_in0");
         assert_eq!(
@@ -726,7 +760,10 @@ mod tests {
         let deny = rule(&plan, "egress-deny").unwrap();
         assert_eq!(deny.direction, "from-lport");
         assert_eq!(deny.match_, format!("inport == @{group} && ip"));
-        assert_eq!(deny.options.get("apply-after-lb").map(String::as_str), Some("true"));
+        assert_eq!(
+            deny.options.get("apply-after-lb").map(String::as_str),
+            Some("true")
+        );
         assert_eq!(
             rule(&plan, "egress-0").unwrap().match_,
             format!(
@@ -742,7 +779,10 @@ mod tests {
             ),
             "every pod of the VPC naming its port http"
         );
-        assert!(rule(&plan, "egress-2").is_none(), "a port no pod names admits nothing");
+        assert!(
+            rule(&plan, "egress-2").is_none(),
+            "a port no pod names admits nothing"
+        );
         assert!(plan.address_sets.is_empty());
     }
 
@@ -794,6 +834,10 @@ mod tests {
         assert!(rule(&plan, "ingress-0").is_none(), "only an invalid peer");
         assert!(rule(&plan, "egress-deny").is_some());
         assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
-        assert!(plan.problems[0].contains("fd00::/64"), "{:?}", plan.problems);
+        assert!(
+            plan.problems[0].contains("fd00::/64"),
+            "{:?}",
+            plan.problems
+        );
     }
 }

@@ -42,7 +42,10 @@ impl Written {
 }
 
 fn rule_of<T: ovn::owned::Owned>(row: &T) -> String {
-    row.external_ids().get(RULE_KEY).cloned().unwrap_or_default()
+    row.external_ids()
+        .get(RULE_KEY)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn same_acl(row: &Acl, desired: &Acl, owner: &Owner) -> bool {
@@ -130,7 +133,10 @@ pub(super) async fn apply(
                 }
             }
             for desired in &plan.acls {
-                let mut rows = acls.remove(&rule_of(desired)).unwrap_or_default().into_iter();
+                let mut rows = acls
+                    .remove(&rule_of(desired))
+                    .unwrap_or_default()
+                    .into_iter();
                 match rows.next() {
                     None => {
                         let named = txn.insert(owner, desired)?;
