@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use api::pod_network::port_name;
+use testenv::figures::percentile;
 use testenv::kube::KubeEnv;
 use testenv::netns::Netns;
 use testenv::ovn::OvnEnv;
@@ -27,21 +28,13 @@ struct BenchPod {
     _netns: Netns,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
     println!(
         "{label:<40} n={:<4} p50={:>8.2} ms  p99={:>8.2} ms",
         samples.len(),
-        percentile(&samples, 50.0).as_secs_f64() * 1e3,
-        percentile(&samples, 99.0).as_secs_f64() * 1e3,
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
     );
 }
 

@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use ovn::Table;
 use ovn::nb::LogicalRouter;
 use ovsdb::{ClientConfig, TxnBuilder};
+use testenv::figures::percentile;
 use testenv::neutron::new_uuid;
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until_async};
@@ -47,11 +48,6 @@ fn neutron_router(id: &str, display: &str) -> LogicalRouter {
         ]),
         ..LogicalRouter::default()
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

@@ -35,6 +35,7 @@ use ovn::Table;
 use ovn::nb::LoadBalancer;
 use ovsdb::{Client, ClientConfig, Condition, MonitorSpec, RowEvent, TxnBuilder};
 use serde_json::json;
+use testenv::figures::{ms, percentile};
 use testenv::ovn::OvnEnv;
 use testenv::poll::{HANG_GUARD, wait_until_async};
 use testenv::stack::{ControllerEnv, subnet_spec, workspace_bin};
@@ -278,15 +279,6 @@ impl Balancers {
             None => Err(format!("no {name}")),
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// The raw writer: `rows` inserted `per_txn` to a transaction, `WINDOW` transactions in

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
+use testenv::figures::{ms, percentile};
 use testenv::install::RovnInstall;
 use testenv::node::NodeEnv;
 use testenv::ovn::OvnEnv;
@@ -30,15 +31,6 @@ const HOST_NS: &str = "bench-host";
 const ROVN_NS: &str = "bench-rovn";
 /// containerd's timer of a sandbox's network set-up (the CNI ADD).
 const CNI_TIMER: &str = "containerd_cri_sandbox_create_network_seconds";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn pod(name: &str, image: &str, host_network: bool) -> Result<Pod> {
     Ok(serde_json::from_value(json!({

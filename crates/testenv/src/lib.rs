@@ -5,11 +5,12 @@
 //! (`node`) and rovn installed on it from `deploy/` (`install`); the rovn processes of a
 //! whole stack and the Kubernetes side around them, shared by the controller's and the
 //! agent's tests, the benchmarks and the local lab (`stack`); the raw OVSDB writer
-//! benchmarks compare against (`raw_writer`).
+//! benchmarks compare against (`raw_writer`) and the figures they print (`figures`).
 //!
 //! Underneath: every process the environments start (`process`) and the one poll helper
 //! every wait uses (`poll`).
 
+pub mod figures;
 #[cfg(feature = "kube")]
 mod http;
 #[cfg(feature = "kube")]
