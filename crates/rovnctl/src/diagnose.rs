@@ -6,18 +6,16 @@
 //! is dropped unless one of the VM's security groups has an ingress rule
 //! admitting the pod subnet (`remote_ip_prefix`). VM → pod and replies work.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ipnet::IpNet;
-use ovn::nb::{self, Acl, AddressSet, LogicalRouter, LogicalRouterPort, LogicalSwitch};
-use ovn::nb::{LogicalSwitchPort, PortGroup};
+use ovn::nb::LogicalSwitchPort;
 use ovn::owned::owner::{self, NEUTRON_NETWORK_NAME};
 use ovn::security_groups::{Reach, SecurityRows, VmPortReach, pod_to_vm_reach};
-use ovn::view::View;
-use ovn::{Table, check_schema};
-use ovsdb::{Client, MonitorSpec};
+use ovsdb::Client;
+
+use crate::snapshot::NbSnapshot;
 
 /// The finding for one Neutron network attached to the router.
 #[derive(Debug, Clone)]
@@ -58,45 +56,23 @@ impl Report {
 /// Reads the Northbound tables involved and reports, for each VM port on the
 /// Neutron networks of `router`, what pods in `cidr` can open towards it.
 pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<Report> {
-    let schema = nb_client.get_schema(nb::DATABASE).await?;
-    check_schema(&schema, nb::REQUIRED)?;
-    let spec = MonitorSpec::new()
-        .table_columns(LogicalRouter::NAME, LogicalRouter::COLUMNS)
-        .table_columns(LogicalRouterPort::NAME, LogicalRouterPort::COLUMNS)
-        .table_columns(LogicalSwitch::NAME, LogicalSwitch::COLUMNS)
-        .table_columns(LogicalSwitchPort::NAME, LogicalSwitchPort::COLUMNS)
-        .table_columns(PortGroup::NAME, PortGroup::COLUMNS)
-        .table_columns(Acl::NAME, Acl::COLUMNS)
-        .table_columns(AddressSet::NAME, AddressSet::COLUMNS);
-    let view = View::new(
-        nb_client
-            .monitor(nb::DATABASE, spec)
-            .await
-            .context("reading the Northbound tables")?,
-    );
-    let routers: Vec<LogicalRouter> = view.rows();
-    let router_ports: BTreeMap<_, LogicalRouterPort> = view
-        .rows()
-        .into_iter()
-        .map(|p: LogicalRouterPort| (p.uuid, p))
-        .collect();
-    let switches: Vec<LogicalSwitch> = view.rows();
-    let switch_ports: BTreeMap<_, LogicalSwitchPort> = view
-        .rows()
-        .into_iter()
-        .map(|p: LogicalSwitchPort| (p.uuid, p))
-        .collect();
-    let port_groups: Vec<PortGroup> = view.rows();
-    let acls: BTreeMap<_, Acl> = view.rows().into_iter().map(|a: Acl| (a.uuid, a)).collect();
-    let address_sets: Vec<AddressSet> = view.rows();
-
+    let nb = NbSnapshot::read(nb_client).await?;
+    let NbSnapshot {
+        routers,
+        router_ports,
+        switches,
+        switch_ports,
+        port_groups,
+        acls,
+        address_sets,
+    } = &nb;
     let Some(lr) = routers.iter().find(|r| r.name == router) else {
         bail!("no Logical_Router named {router:?} in the Northbound database");
     };
     let security = SecurityRows {
-        port_groups: &port_groups,
-        acls: &acls,
-        address_sets: &address_sets,
+        port_groups,
+        acls,
+        address_sets,
     };
     let mut networks = Vec::new();
     for lrp in lr.ports.iter().filter_map(|uuid| router_ports.get(uuid)) {
@@ -132,8 +108,32 @@ pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<R
 }
 
 /// The security group UUID behind a `pg_<uuid with _>` port group.
-fn security_group_id(port_group: &str) -> String {
+pub fn security_group_id(port_group: &str) -> String {
     port_group.trim_start_matches("pg_").replace('_', "-")
+}
+
+/// The `openstack` command adding to security group `group` an ingress rule
+/// admitting `remote` (only `protocol`, and its destination port, when given).
+pub fn ingress_rule_command(
+    remote: IpNet,
+    protocol: Option<(&str, Option<u16>)>,
+    group: &str,
+) -> String {
+    let ethertype = if remote.addr().is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let mut command =
+        format!("openstack security group rule create --ingress --ethertype {ethertype}");
+    if let Some((protocol, port)) = protocol {
+        command.push_str(&format!(" --protocol {protocol}"));
+        if let Some(port) = port {
+            command.push_str(&format!(" --dst-port {port}"));
+        }
+    }
+    command.push_str(&format!(" --remote-ip {remote} {group}"));
+    command
 }
 
 impl fmt::Display for Report {
@@ -173,15 +173,8 @@ impl fmt::Display for Report {
                     for group in &port.security_groups {
                         writeln!(
                             f,
-                            "      fix: openstack security group rule create --ingress \
-                             --ethertype {} --remote-ip {} {}",
-                            if self.cidr.addr().is_ipv4() {
-                                "IPv4"
-                            } else {
-                                "IPv6"
-                            },
-                            self.cidr,
-                            security_group_id(group)
+                            "      fix: {}",
+                            ingress_rule_command(self.cidr, None, &security_group_id(group))
                         )?;
                     }
                 }

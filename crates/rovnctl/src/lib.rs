@@ -3,6 +3,12 @@
 //! - [`crds`]: the CustomResourceDefinitions generated from the Rust types.
 //! - [`diagnose`]: what pods of a subnet can reach on the Neutron networks of
 //!   its router (security groups and `neutron_pg_drop`).
+//! - [`flow`]: whether one pod → IP connection passes, and which of the two
+//!   filters on its path (our NetworkPolicies, Neutron's security groups)
+//!   drops it, from an `ovn-trace` of its first packet.
+//! - [`snapshot`]: the Northbound rows both read.
 
 pub mod crds;
 pub mod diagnose;
+pub mod flow;
+pub mod snapshot;
