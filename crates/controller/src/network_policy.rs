@@ -24,14 +24,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use ovn::Table;
 use ovn::nb::{Acl, AddressSet, LogicalSwitchPort, PortGroup};
-use ovn::owned::owner::POD_NAMESPACE_KEY;
+use ovn::owned::owner::{POD_NAME_KEY, POD_NAMESPACE_KEY};
 use ovn::owned::{Kind, Owner};
 use ovn::view::owner_of_row;
 use ovsdb::RowEvent;
@@ -93,29 +92,6 @@ fn named_ports(pod: &Pod) -> Vec<(String, String, i32)> {
         .collect()
 }
 
-/// Whether a policy may select peers outside its namespace or resolve named
-/// egress ports on any pod: then pods of every namespace concern it.
-fn looks_across_namespaces(spec: &NetworkPolicySpec) -> bool {
-    let peers = spec
-        .ingress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.from.iter().flatten())
-        .chain(
-            spec.egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.to.iter().flatten()),
-        );
-    let named_egress = spec
-        .egress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.ports.iter().flatten())
-        .any(|p| matches!(p.port, Some(IntOrString::String(_))));
-    named_egress || peers.into_iter().any(|p| p.namespace_selector.is_some())
-}
-
 /// What a Northbound change concerns.
 #[derive(Debug, Default, PartialEq, Eq)]
 enum Concern {
@@ -125,8 +101,8 @@ enum Concern {
     /// Our row of this policy was changed or deleted (by another client,
     /// or by us: a reconcile then writes nothing).
     Policy(String),
-    /// A pod's port came, went or changed addresses: its namespace.
-    PodPort(String),
+    /// A pod's port came, went or changed addresses: its namespace and name.
+    PodPort(String, String),
 }
 
 fn concern(event: &RowEvent) -> Concern {
@@ -156,10 +132,13 @@ fn concern(event: &RowEvent) -> Concern {
             (Some(old), Some(new)) => old.get("addresses") != new.get("addresses"),
             _ => true,
         };
-        if is_pod && changed {
-            if let Some(namespace) = row.and_then(|ids| ids.get(POD_NAMESPACE_KEY).cloned()) {
-                return Concern::PodPort(namespace);
-            }
+        if is_pod
+            && changed
+            && let Some(ids) = row
+            && let (Some(namespace), Some(name)) =
+                (ids.get(POD_NAMESPACE_KEY), ids.get(POD_NAME_KEY))
+        {
+            return Concern::PodPort(namespace.clone(), name.clone());
         }
     }
     Concern::None
@@ -250,9 +229,13 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                     lock(&r.repairs).insert(key.clone());
                     r.queue.add(&key);
                 }
-                Concern::PodPort(namespace) => {
+                Concern::PodPort(namespace, name) => {
                     r.invalidate();
-                    r.queue_concerned(&namespace);
+                    let labels = lock(&r.pod_seen)
+                        .get(&format!("{namespace}/{name}"))
+                        .map(|(labels, _)| labels.clone())
+                        .unwrap_or_default();
+                    r.queue_concerned(&namespace, &[&labels]);
                 }
                 Concern::None => {}
             }
@@ -382,14 +365,22 @@ impl Reconciler {
         }
     }
 
-    /// Queues the policies a change of a pod in `namespace` may concern.
-    fn queue_concerned(&self, namespace: &str) {
+    /// Queues the policies a change of a pod in `namespace`, labelled any of
+    /// `labels` (before and after), may concern: those of its namespace, and
+    /// those of other namespaces whose peers may select it.
+    fn queue_concerned(&self, namespace: &str, labels: &[&BTreeMap<String, String>]) {
+        let namespace_labels = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
         for policy in self.policies.state() {
             let mine = policy.namespace().as_deref() == Some(namespace);
-            let across = policy.spec.as_ref().is_some_and(looks_across_namespaces);
-            if (mine || across)
-                && let Some(key) = key_of(policy.as_ref())
-            {
+            let concerned = mine
+                || policy.spec.as_ref().is_some_and(|spec| {
+                    model::may_concern_foreign_pod(spec, &namespace_labels, labels)
+                });
+            if concerned && let Some(key) = key_of(policy.as_ref()) {
                 self.queue.add(&key);
             }
         }
@@ -399,18 +390,23 @@ impl Reconciler {
         let (Some(key), Some(namespace)) = (key_of(pod), pod.namespace()) else {
             return;
         };
-        let changed = {
+        let (before, now) = {
             let mut seen = lock(&self.pod_seen);
             if deleted {
-                seen.remove(&key).is_some()
+                (seen.remove(&key), None)
             } else {
                 let now = (pod.labels().clone(), named_ports(pod));
-                seen.insert(key, now.clone()).as_ref() != Some(&now)
+                (seen.insert(key, now.clone()), Some(now))
             }
         };
-        if changed {
+        if before != now {
             self.invalidate();
-            self.queue_concerned(&namespace);
+            let labels: Vec<&BTreeMap<String, String>> = before
+                .iter()
+                .chain(&now)
+                .map(|(labels, _)| labels)
+                .collect();
+            self.queue_concerned(&namespace, &labels);
         }
     }
 
@@ -430,9 +426,20 @@ impl Reconciler {
         }
         self.invalidate();
         for policy in self.policies.state() {
-            if policy.spec.as_ref().is_some_and(looks_across_namespaces)
-                && let Some(key) = key_of(policy.as_ref())
-            {
+            let across = policy.spec.as_ref().is_some_and(|spec| {
+                spec.ingress
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.from.iter().flatten())
+                    .chain(
+                        spec.egress
+                            .iter()
+                            .flatten()
+                            .flat_map(|r| r.to.iter().flatten()),
+                    )
+                    .any(|peer| peer.namespace_selector.is_some())
+            });
+            if across && let Some(key) = key_of(policy.as_ref()) {
                 self.queue.add(&key);
             }
         }
@@ -532,12 +539,15 @@ mod tests {
         };
         assert_eq!(concern(&acl_edit), Concern::Policy("a/deny".into()));
 
-        let pod = row(&Owner::pod("a", "web"), &[(POD_NAMESPACE_KEY, "a")]);
+        let pod = row(
+            &Owner::pod("a", "web"),
+            &[(POD_NAMESPACE_KEY, "a"), (POD_NAME_KEY, "web")],
+        );
         let added = RowEvent::Insert {
             table: LogicalSwitchPort::NAME.into(),
             new: pod.clone(),
         };
-        assert_eq!(concern(&added), Concern::PodPort("a".into()));
+        assert_eq!(concern(&added), Concern::PodPort("a".into(), "web".into()));
         let mut up = (*pod).clone();
         up.set("up", true);
         let unchanged = RowEvent::Modify {

@@ -15,7 +15,9 @@
 //! a policy changed under a running pod; a pod's labels and a namespace's labels moving it
 //! in and out of policies; our port groups and address sets deleted as Neutron's repair sync
 //! does (every Port_Group not Neutron's) and put back (the delay is printed), with every
-//! verdict unchanged; Neutron's rows identical before and after.
+//! verdict unchanged; `rovnctl diagnose` naming the policy and the side (egress of the
+//! client, ingress of the server) that drops a flow; Neutron's rows identical before and
+//! after.
 
 use std::time::Instant;
 
@@ -371,6 +373,44 @@ async fn network_policies_with_real_packets() {
     client.wait_answer("tcp", &other.ip, HTTP, "timeout").await;
     // Connections into client still work (replies pass its egress policy).
     other.wait_answer("tcp", &client.ip, HTTP, "client").await;
+
+    // `rovnctl diagnose` names the policy that drops a flow, and whose side it is on.
+    let diagnose = |pod: &str, to: &str, port: i32| {
+        let nb = env.ovn.nb_remote();
+        let sb = env.ovn.sb_remote().expect("SB remote");
+        let out = std::process::Command::new(workspace_bin("rovnctl", "rovnctl").unwrap())
+            .args([
+                "diagnose",
+                "--pod",
+                pod,
+                "--to",
+                to,
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--ovn-nb", &nb, "--ovn-sb", &sb])
+            .output()
+            .expect("rovnctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let verdict = diagnose("client/client", "10.0.1.60", HTTP);
+    assert!(
+        verdict.contains("dropped by NetworkPolicy client/to-vm1 (egress of client/client)"),
+        "{verdict}"
+    );
+    let verdict = diagnose("other/other", &web.ip, ADMIN);
+    assert!(
+        verdict.contains("dropped by NetworkPolicy web/")
+            && verdict.contains("(ingress of the destination pod web/web)"),
+        "{verdict}"
+    );
+    let verdict = diagnose("other/other", &web.ip, HTTP);
+    assert!(verdict.contains("verdict: delivered"), "{verdict}");
 
     let verdicts = || async {
         client.wait_answer("tcp", &web.ip, HTTP, "timeout").await; // client's egress

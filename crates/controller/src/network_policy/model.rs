@@ -104,6 +104,56 @@ pub fn group_name(namespace: &str, name: &str) -> String {
     format!("{GROUP_PREFIX}{hash:016x}")
 }
 
+/// Every peer of every rule of `spec`, ingress and egress.
+pub fn peers(spec: &NetworkPolicySpec) -> impl Iterator<Item = &NetworkPolicyPeer> {
+    let ingress = spec.ingress.iter().flatten();
+    let egress = spec.egress.iter().flatten();
+    ingress
+        .flat_map(|r| r.from.iter().flatten())
+        .chain(egress.flat_map(|r| r.to.iter().flatten()))
+}
+
+/// Whether a pod of another namespace (labelled `namespace_labels`), labelled
+/// any of `pod_labels` (before and after a change), may be a peer of a
+/// policy with `spec` in its rules, or name a port an egress rule resolves.
+/// Unreadable selectors count as a yes.
+pub fn may_concern_foreign_pod(
+    spec: &NetworkPolicySpec,
+    namespace_labels: &BTreeMap<String, String>,
+    pod_labels: &[&BTreeMap<String, String>],
+) -> bool {
+    let matches = |selector: &LabelSelector, labels: &BTreeMap<String, String>| {
+        Selector::try_from(selector.clone()).map_or(true, |s| s.matches(labels))
+    };
+    let named_egress = spec
+        .egress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.ports.iter().flatten())
+        .any(|p| matches!(p.port, Some(IntOrString::String(_))));
+    let mut peers = spec
+        .ingress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.from.iter().flatten())
+        .chain(
+            spec.egress
+                .iter()
+                .flatten()
+                .flat_map(|r| r.to.iter().flatten()),
+        );
+    named_egress
+        || peers.any(|peer| {
+            peer.namespace_selector
+                .as_ref()
+                .is_some_and(|ns| matches(ns, namespace_labels))
+                && peer
+                    .pod_selector
+                    .as_ref()
+                    .is_none_or(|ps| pod_labels.iter().any(|labels| matches(ps, labels)))
+        })
+}
+
 /// The direction of a rule, with what differs in its matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -810,6 +860,37 @@ mod tests {
                 plan.group.name
             )
         );
+    }
+
+    #[test]
+    fn foreign_pods_concern_policies_whose_peers_may_select_them() {
+        let spec = NetworkPolicySpec {
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(select(&[("tier", "back")])),
+                    pod_selector: Some(select(&[("app", "client")])),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: None,
+            }]),
+            ..NetworkPolicySpec::default()
+        };
+        let back = labels(&[("tier", "back")]);
+        let client = labels(&[("app", "client")]);
+        let web = labels(&[("app", "web")]);
+        assert!(may_concern_foreign_pod(&spec, &back, &[&client]));
+        assert!(
+            may_concern_foreign_pod(&spec, &back, &[&web, &client]),
+            "relabelled out"
+        );
+        assert!(!may_concern_foreign_pod(&spec, &back, &[&web]));
+        assert!(!may_concern_foreign_pod(
+            &spec,
+            &labels(&[("tier", "front")]),
+            &[&client]
+        ));
+        let local = NetworkPolicySpec::default();
+        assert!(!may_concern_foreign_pod(&local, &back, &[&client]));
     }
 
     #[test]
