@@ -37,6 +37,7 @@ use testenv::ovn::OvnEnv;
 use testenv::poll::eventually;
 use testenv::stack::{
     AgentProcess, ControllerEnv, PluggedPod, Serve, Server, Tenant, pod, subnet_spec, wait_answer,
+    workspace_bin,
 };
 use testenv::unique_name;
 
