@@ -120,17 +120,10 @@ impl Stack {
 
         let a = Tenant::create(&env.ovn, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
         let neutron = NeutronRows::snapshot(&env.ovn).expect("Neutron rows");
-        // Its log is kept after the test, for failure analysis.
-        env.start_controller().await.expect("rovn-controller");
-        eprintln!(
-            "rovn-controller logs to {}",
-            env.controller().process.log_path().display()
-        );
-        let agent = AgentProcess::start(
-            dir.path(),
-            &AgentProcess::chassis_args(env.kube.kubeconfig(), &node, &env.ovn).unwrap(),
-        )
-        .expect("rovn-agent");
+        let agent = env
+            .start_controller_and_agent(dir.path())
+            .await
+            .expect("rovn-controller and rovn-agent");
         let cluster = &env.cluster;
         wait_imported(cluster, &a.router.lr_name()).await;
         create_bound_subnet(cluster, "net2", &a.router.lr_name(), "10.0.2.0/24").await;

@@ -34,7 +34,7 @@ use ovn::owned::owner::{POD_NAME_KEY, POD_NAMESPACE_KEY};
 use ovn::owned::{Kind, Owner};
 use ovn::view::owner_of_row;
 use ovsdb::RowEvent;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::context::Context;
 use crate::error::ReconcileError;
@@ -195,32 +195,14 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         })
         .await
     });
-    let r = this.clone();
-    tasks.spawn(async move {
-        runtime::follow("Pod", pod_events, |event| match event {
-            watcher::Event::Apply(pod) => r.pod_changed(&pod, false),
-            watcher::Event::Delete(pod) => r.pod_changed(&pod, true),
-            watcher::Event::InitDone => {
-                r.invalidate();
-                r.sweep();
-            }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        })
-        .await
-    });
-    let r = this.clone();
-    tasks.spawn(async move {
-        runtime::follow("Namespace", namespace_events, |event| match event {
-            watcher::Event::Apply(namespace) => r.namespace_changed(&namespace, false),
-            watcher::Event::Delete(namespace) => r.namespace_changed(&namespace, true),
-            watcher::Event::InitDone => {
-                r.invalidate();
-                r.sweep();
-            }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        })
-        .await
-    });
+    tasks.spawn(
+        this.clone()
+            .follow("Pod", pod_events, Reconciler::pod_changed),
+    );
+    tasks.spawn(
+        this.clone()
+            .follow("Namespace", namespace_events, Reconciler::namespace_changed),
+    );
     let r = this.clone();
     tasks.spawn(async move {
         while let Some(event) = nb_events.recv().await {
@@ -268,21 +250,41 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         "NetworkPolicies listed: reconciling port groups and ACLs"
     );
     let r = this.clone();
-    runtime::spawn_workers(&mut tasks, WORKERS, &this.queue, move |key| {
-        let r = r.clone();
-        async move {
-            let result = r.reconcile(&key).await;
-            if let Err(error) = &result {
-                warn!(policy = %key, %error, "NetworkPolicy reconcile failed, will retry");
-            }
-            r.ctx.metrics.reconciled("network-policy", result.is_ok());
-            result
-        }
-    });
+    runtime::spawn_reconcilers(
+        &mut tasks,
+        WORKERS,
+        &this.queue,
+        &this.ctx,
+        "network-policy",
+        move |key| {
+            let r = r.clone();
+            async move { r.reconcile(&key).await }
+        },
+    );
     runtime::first_end(&mut tasks).await
 }
 
 impl Reconciler {
+    /// Hands every pod or namespace change of a watch to `changed` (with
+    /// whether it was deleted); a finished (re-)list re-plans everything.
+    async fn follow<K>(
+        self: Arc<Self>,
+        what: &'static str,
+        events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+        changed: fn(&Self, &K, bool),
+    ) -> anyhow::Result<()> {
+        runtime::follow(what, events, |event| match event {
+            watcher::Event::Apply(object) => changed(&self, &object, false),
+            watcher::Event::Delete(object) => changed(&self, &object, true),
+            watcher::Event::InitDone => {
+                self.invalidate();
+                self.sweep();
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        })
+        .await
+    }
+
     fn invalidate(&self) {
         *lock(&self.snapshot) = None;
     }
@@ -427,17 +429,7 @@ impl Reconciler {
         self.invalidate();
         for policy in self.policies.state() {
             let across = policy.spec.as_ref().is_some_and(|spec| {
-                spec.ingress
-                    .iter()
-                    .flatten()
-                    .flat_map(|r| r.from.iter().flatten())
-                    .chain(
-                        spec.egress
-                            .iter()
-                            .flatten()
-                            .flat_map(|r| r.to.iter().flatten()),
-                    )
-                    .any(|peer| peer.namespace_selector.is_some())
+                model::peers(spec).any(|peer| peer.namespace_selector.is_some())
             });
             if across && let Some(key) = key_of(policy.as_ref()) {
                 self.queue.add(&key);

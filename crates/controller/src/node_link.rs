@@ -141,17 +141,17 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         .await?;
     this.queue.add(LINKS);
     let r = this.clone();
-    runtime::spawn_workers(&mut tasks, 1, &this.queue, move |_| {
-        let r = r.clone();
-        async move {
-            let result = r.sync().await;
-            if let Err(error) = &result {
-                warn!(%error, "node links failed, will retry");
-            }
-            r.ctx.metrics.reconciled("node-link", result.is_ok());
-            result
-        }
-    });
+    runtime::spawn_reconcilers(
+        &mut tasks,
+        1,
+        &this.queue,
+        &this.ctx,
+        "node-link",
+        move |_| {
+            let r = r.clone();
+            async move { r.sync().await }
+        },
+    );
     runtime::first_end(&mut tasks).await
 }
 

@@ -126,6 +126,34 @@ where
     }
 }
 
+/// [`spawn_workers`] for a reconciler of `kind` (the `kind` label of
+/// `rovn_reconciles_total`): every outcome is counted, a failure logged
+/// with its key before the retry.
+pub fn spawn_reconcilers<W, Fut>(
+    tasks: &mut Tasks,
+    count: usize,
+    queue: &Arc<WorkQueue>,
+    ctx: &Arc<Context>,
+    kind: &'static str,
+    work: W,
+) where
+    W: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ReconcileError>> + Send,
+{
+    let ctx = ctx.clone();
+    spawn_workers(tasks, count, queue, move |key| {
+        let (ctx, work) = (ctx.clone(), work.clone());
+        async move {
+            let result = work(key.clone()).await;
+            if let Err(error) = &result {
+                warn!(%kind, %key, %error, "reconcile failed, will retry");
+            }
+            ctx.metrics.reconciled(kind, result.is_ok());
+            result
+        }
+    });
+}
+
 /// Waits for the first background task to end and returns its outcome.
 pub async fn first_end(tasks: &mut Tasks) -> anyhow::Result<()> {
     match tasks.join_next().await {

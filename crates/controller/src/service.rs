@@ -231,17 +231,17 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     );
 
     let r = this.clone();
-    runtime::spawn_workers(&mut tasks, WORKERS, &this.queue, move |key| {
-        let r = r.clone();
-        async move {
-            let result = r.reconcile(&key).await;
-            if let Err(error) = &result {
-                warn!(service = %key, %error, "Service reconcile failed, will retry");
-            }
-            r.ctx.metrics.reconciled("service", result.is_ok());
-            result
-        }
-    });
+    runtime::spawn_reconcilers(
+        &mut tasks,
+        WORKERS,
+        &this.queue,
+        &this.ctx,
+        "service",
+        move |key| {
+            let r = r.clone();
+            async move { r.reconcile(&key).await }
+        },
+    );
     let r = this.clone();
     runtime::spawn_workers(&mut tasks, 1, &this.groups, move |_| {
         let r = r.clone();

@@ -36,8 +36,7 @@ use testenv::neutron::NeutronRows;
 use testenv::ovn::OvnEnv;
 use testenv::poll::eventually;
 use testenv::stack::{
-    AgentProcess, ControllerEnv, PluggedPod, Serve, Server, Tenant, pod, subnet_spec, wait_answer,
-    workspace_bin,
+    ControllerEnv, PluggedPod, Serve, Server, Tenant, pod, subnet_spec, wait_answer, workspace_bin,
 };
 use testenv::unique_name;
 
@@ -164,16 +163,10 @@ async fn network_policies_with_real_packets() {
     let _vm2_server = Server::start(vm2.netns(), "vm2", &serve()).expect("vm2 server");
     let neutron = NeutronRows::snapshot(&env.ovn).expect("Neutron rows");
 
-    env.start_controller().await.expect("rovn-controller");
-    eprintln!(
-        "rovn-controller logs to {}",
-        env.controller().process.log_path().display()
-    );
-    let agent = AgentProcess::start(
-        dir.path(),
-        &AgentProcess::chassis_args(env.kube.kubeconfig(), &node, &env.ovn).unwrap(),
-    )
-    .expect("rovn-agent");
+    let agent = env
+        .start_controller_and_agent(dir.path())
+        .await
+        .expect("rovn-controller and rovn-agent");
     let cluster = &env.cluster;
     let vpc = a.router.lr_name();
     cluster

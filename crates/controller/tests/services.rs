@@ -37,9 +37,7 @@ use kube::api::{DeleteParams, PostParams};
 use testenv::neutron::NeutronRows;
 use testenv::ovn::OvnEnv;
 use testenv::poll::eventually;
-use testenv::stack::{
-    AgentProcess, Cluster, ControllerEnv, PluggedPod, Serve, Tenant, pod, subnet_spec,
-};
+use testenv::stack::{Cluster, ControllerEnv, PluggedPod, Serve, Tenant, pod, subnet_spec};
 use testenv::unique_name;
 
 /// TCP port the pods' servers listen on.
@@ -244,16 +242,10 @@ async fn cluster_ip_services_with_real_packets() {
     let dir = tempfile::tempdir().unwrap();
     let a = Tenant::create(&env.ovn, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
     let neutron = NeutronRows::snapshot(&env.ovn).expect("Neutron rows");
-    env.start_controller().await.expect("rovn-controller");
-    eprintln!(
-        "rovn-controller logs to {}",
-        env.controller().process.log_path().display()
-    );
-    let agent = AgentProcess::start(
-        dir.path(),
-        &AgentProcess::chassis_args(env.kube.kubeconfig(), &node, &env.ovn).unwrap(),
-    )
-    .expect("rovn-agent");
+    let agent = env
+        .start_controller_and_agent(dir.path())
+        .await
+        .expect("rovn-controller and rovn-agent");
     let cluster = &env.cluster;
     let vpc = a.router.lr_name();
     cluster

@@ -131,19 +131,8 @@ pub fn may_concern_foreign_pod(
         .flatten()
         .flat_map(|r| r.ports.iter().flatten())
         .any(|p| matches!(p.port, Some(IntOrString::String(_))));
-    let mut peers = spec
-        .ingress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.from.iter().flatten())
-        .chain(
-            spec.egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.to.iter().flatten()),
-        );
     named_egress
-        || peers.any(|peer| {
+        || peers(spec).any(|peer| {
             peer.namespace_selector
                 .as_ref()
                 .is_some_and(|ns| matches(ns, namespace_labels))

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 
 use super::cluster::Cluster;
-use super::process::{ControllerOptions, ControllerProcess};
+use super::process::{AgentProcess, ControllerOptions, ControllerProcess};
 use crate::kube::KubeEnv;
 use crate::ovn::{OvnEnv, OvnEnvBuilder};
 
@@ -62,6 +62,28 @@ impl ControllerEnv {
         let identity = self.identity.clone();
         self.controller = Some(self.ready_controller(&identity).await?);
         Ok(())
+    }
+
+    /// Starts the controller (its log path printed: it is kept after the test) and, once
+    /// it is ready, a `rovn-agent` for the environment's chassis with its state under
+    /// `dir`.
+    pub async fn start_controller_and_agent(
+        &mut self,
+        dir: &std::path::Path,
+    ) -> Result<AgentProcess> {
+        self.start_controller().await?;
+        eprintln!(
+            "rovn-controller logs to {}",
+            self.controller().process.log_path().display()
+        );
+        let node = self
+            .ovn
+            .chassis_name()
+            .context("the environment has no chassis for the agent")?;
+        AgentProcess::start(
+            dir,
+            &AgentProcess::chassis_args(self.kube.kubeconfig(), node, &self.ovn)?,
+        )
     }
 
     /// Another controller on this environment (a replica, a restart under a new
