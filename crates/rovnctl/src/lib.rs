@@ -9,9 +9,11 @@
 //!   filters on its path (our NetworkPolicies, Neutron's security groups)
 //!   drops it, from an `ovn-trace` of its first packet.
 //! - [`snapshot`]: the database rows the others read.
+//! - [`topology`]: routers, networks, VMs and pods as a tree, JSON or a graph.
 
 pub mod connect;
 pub mod crds;
 pub mod diagnose;
 pub mod flow;
 pub mod snapshot;
+pub mod topology;

@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -28,6 +29,10 @@ enum Command {
     /// --to: trace one connection with ovn-trace and name what drops it (a
     /// NetworkPolicy, or the VM's security groups) or where it is delivered.
     Diagnose(Box<DiagnoseArgs>),
+    /// Show the routers (Neutron's and rovn's), their networks with their
+    /// CIDRs, the VMs and pods on each network and the chassis each port is
+    /// bound on (with --ovn-sb), as a tree, JSON, Graphviz DOT or SVG.
+    Topology(Box<TopologyArgs>),
 }
 
 /// Output format of `diagnose --pod`.
@@ -35,6 +40,19 @@ enum Command {
 enum Output {
     Text,
     Json,
+}
+
+/// Output format of `topology`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TopologyOutput {
+    /// An indented tree.
+    Tree,
+    /// The model as JSON.
+    Json,
+    /// A Graphviz graph.
+    Dot,
+    /// The graph drawn by Graphviz's dot.
+    Svg,
 }
 
 #[derive(Args)]
@@ -74,13 +92,29 @@ struct DiagnoseArgs {
     output: Output,
 }
 
+#[derive(Args)]
+struct TopologyArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Only this router: its OVN name (a Vpc's name) or Neutron's display name.
+    #[arg(long)]
+    vpc: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = TopologyOutput::Tree)]
+    output: TopologyOutput,
+    /// The Graphviz program drawing `-o svg`.
+    #[arg(long, default_value = "dot")]
+    dot: PathBuf,
+}
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Crds => print!("{}", rovnctl::crds::crds_yaml()?),
         Command::Diagnose(args) => diagnose(*args).await?,
+        Command::Topology(args) => topology(*args).await?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The Northbound remotes of `connect`, saying on stderr why the ConfigMap was
@@ -135,6 +169,35 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
             "{}",
             rovnctl::diagnose::diagnose(&client, &router, cidr).await?
         );
+    }
+    Ok(())
+}
+
+async fn topology(args: TopologyArgs) -> Result<()> {
+    let connect = &args.connect;
+    let tls = connect.tls();
+    let kube = connect.kube().await?;
+    let nb =
+        rovnctl::connect::connect(&nb_remotes(connect, kube.as_ref()).await, tls.clone()).await?;
+    let sb = match &connect.ovn_sb {
+        Some(remotes) => Some(rovnctl::connect::connect(remotes, tls).await?),
+        None => None,
+    };
+    let (mut topology, warnings) = rovnctl::topology::read(&nb, sb.as_ref(), kube.as_ref()).await?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(vpc) = &args.vpc {
+        topology = topology.narrow(vpc)?;
+    }
+    match args.output {
+        TopologyOutput::Tree => print!("{}", rovnctl::topology::render_tree(&topology)),
+        TopologyOutput::Json => println!("{}", serde_json::to_string_pretty(&topology)?),
+        TopologyOutput::Dot => print!("{}", rovnctl::topology::render_dot(&topology)),
+        TopologyOutput::Svg => print!(
+            "{}",
+            rovnctl::topology::render_svg(&args.dot, &rovnctl::topology::render_dot(&topology))?
+        ),
     }
     Ok(())
 }
