@@ -9,6 +9,7 @@
 //!   filters on its path (our NetworkPolicies, Neutron's security groups)
 //!   drops it, from an `ovn-trace` of its first packet.
 //! - [`snapshot`]: the database rows the others read.
+//! - [`status`]: whether rovn is healthy, and what to do when it is not.
 //! - [`topology`]: routers, networks, VMs and pods as a tree, JSON or a graph.
 
 pub mod connect;
@@ -16,4 +17,5 @@ pub mod crds;
 pub mod diagnose;
 pub mod flow;
 pub mod snapshot;
+pub mod status;
 pub mod topology;

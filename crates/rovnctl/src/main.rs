@@ -29,13 +29,20 @@ enum Command {
     /// --to: trace one connection with ovn-trace and name what drops it (a
     /// NetworkPolicy, or the VM's security groups) or where it is delivered.
     Diagnose(Box<DiagnoseArgs>),
+    /// Tell whether rovn is healthy: the Northbound database (the remote that
+    /// answered, the RAFT leader), the leading controller, the agents, how many
+    /// VPCs, Subnets, pods and NetworkPolicies there are, and every condition
+    /// of a Vpc or Subnet that is not healthy with what to do about it. Exit
+    /// code 0: healthy (warnings aside); 1: a problem was found (or status
+    /// could not run); 2: bad usage.
+    Status(Box<StatusArgs>),
     /// Show the routers (Neutron's and rovn's), their networks with their
     /// CIDRs, the VMs and pods on each network and the chassis each port is
     /// bound on (with --ovn-sb), as a tree, JSON, Graphviz DOT or SVG.
     Topology(Box<TopologyArgs>),
 }
 
-/// Output format of `diagnose --pod`.
+/// Output format of `diagnose --pod` and `status`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -93,6 +100,19 @@ struct DiagnoseArgs {
 }
 
 #[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Namespace of the controller's Lease rovn-controller (its --lease-namespace;
+    /// default: --rovn-namespace).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Args)]
 struct TopologyArgs {
     #[command(flatten)]
     connect: ConnectArgs,
@@ -112,6 +132,7 @@ async fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Crds => print!("{}", rovnctl::crds::crds_yaml()?),
         Command::Diagnose(args) => diagnose(*args).await?,
+        Command::Status(args) => return status(*args).await,
         Command::Topology(args) => topology(*args).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -171,6 +192,24 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let lease_namespace = args
+        .lease_namespace
+        .as_deref()
+        .unwrap_or(&args.connect.rovn_namespace);
+    let observed = rovnctl::status::gather(&args.connect, lease_namespace).await?;
+    let status = rovnctl::status::assess(&observed);
+    match args.output {
+        Output::Text => print!("{status}"),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+    }
+    Ok(if status.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn topology(args: TopologyArgs) -> Result<()> {

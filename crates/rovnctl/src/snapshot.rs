@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use ovn::nb::{self, Acl, AddressSet, LogicalRouter, LogicalRouterPort, LogicalSwitch};
 use ovn::nb::{LogicalSwitchPort, PortGroup};
+use ovn::owned::owner::{Kind, Owner};
 use ovn::view::View;
 use ovn::{Table, check_schema};
 use ovsdb::{Client, MonitorSpec, Operation, OperationResult, Row, Uuid};
@@ -91,6 +92,20 @@ impl NbSnapshot {
     /// The switch holding the switch port `port`.
     pub fn switch_of(&self, port: Uuid) -> Option<&LogicalSwitch> {
         self.switches.iter().find(|s| s.ports.contains(&port))
+    }
+
+    /// Our switch ports of kind `kind` (pods, node links...).
+    pub fn owned_switch_ports(&self, kind: Kind) -> impl Iterator<Item = &LogicalSwitchPort> {
+        self.switch_ports
+            .values()
+            .filter(move |p| Owner::of(&p.external_ids).is_some_and(|o| o.kind() == kind))
+    }
+
+    /// Our port groups of kind `kind`.
+    pub fn owned_port_groups(&self, kind: Kind) -> impl Iterator<Item = &PortGroup> {
+        self.port_groups
+            .iter()
+            .filter(move |g| Owner::of(&g.external_ids).is_some_and(|o| o.kind() == kind))
     }
 
     /// The ports of switch `switch`.
