@@ -27,6 +27,7 @@ PACKAGES=(
 	                                        # ptp + host-local: the cluster DNS test's pod network
 	busybox-static python3                  # hack/images.sh: workload image, OCI archive writer;
 	                                        # busybox nslookup: the cluster DNS test's queries
+	graphviz                                # dot: rovnctl topology -o svg, and its test
 )
 
 # Keep package scripts from starting system services while installing (the standard
