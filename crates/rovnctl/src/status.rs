@@ -207,6 +207,8 @@ pub struct Finding {
 pub struct Status {
     /// No [`Severity::Problem`] finding.
     pub healthy: bool,
+    /// Whether the API server was asked (a kubeconfig was available).
+    pub api_checked: bool,
     /// The Northbound database.
     pub northbound: Northbound,
     /// The leading controller (none: not read, or no Lease).
@@ -266,14 +268,15 @@ pub async fn gather(args: &ConnectArgs, lease_namespace: &str) -> Result<Observe
         .into_iter()
         .map(|remote| tokio::spawn(probe_server(remote, tls.clone())))
         .collect();
-    let mut servers = Vec::new();
-    for probe in probes {
-        servers.push(probe.await?);
-    }
+    // The probes run meanwhile.
     let (nb, answered) = match read_nb(&address.remotes, tls).await {
         Ok((snapshot, answered)) => (Ok(snapshot), answered),
         Err(error) => (Err(format!("{error:#}")), None),
     };
+    let mut servers = Vec::new();
+    for probe in probes {
+        servers.push(probe.await?);
+    }
     let kube = match kube {
         Some(client) => Some(read_kube(&client, &args.rovn_namespace, lease_namespace).await),
         None => None,
@@ -451,6 +454,7 @@ pub fn assess(observed: &Observed) -> Status {
     findings.sort_by_key(|f| f.severity);
     Status {
         healthy: findings.iter().all(|f| f.severity != Severity::Problem),
+        api_checked: observed.kube.is_some(),
         northbound,
         controller,
         agents: Agents {
@@ -1060,7 +1064,8 @@ impl fmt::Display for Status {
                 }
                 writeln!(f, ")")?;
             }
-            None => writeln!(f, "Controller: unknown")?,
+            None if self.api_checked => writeln!(f, "Controller: none seen (see below)")?,
+            None => writeln!(f, "Controller: not checked (no kubeconfig)")?,
         }
         match &self.agents.daemon_set {
             Some(ds) => writeln!(
@@ -1068,7 +1073,8 @@ impl fmt::Display for Status {
                 "Agents: DaemonSet {}, {} of {} ready",
                 ds.name, ds.ready, ds.desired
             )?,
-            None => writeln!(f, "Agents: no DaemonSet")?,
+            None if self.api_checked => writeln!(f, "Agents: no DaemonSet seen (see below)")?,
+            None => writeln!(f, "Agents: not checked (no kubeconfig)")?,
         }
         for node in &self.agents.nodes {
             write!(f, "  node {}: ", node.node)?;

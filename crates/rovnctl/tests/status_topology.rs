@@ -156,7 +156,7 @@ async fn status_and_topology_of_a_real_stack() {
         &text,
         &format!("Controller: leader {identity} (Lease default/rovn-controller, renewed "),
     );
-    contains(&text, "Agents: no DaemonSet\n");
+    contains(&text, "Agents: no DaemonSet seen (see below)\n");
     contains(
         &text,
         "Resources: 2 imported VPCs, 1 own VPC, 2 Subnets, 2 pods with a rovn port, \
@@ -433,6 +433,7 @@ fn status_names_the_raft_leader_and_an_unreachable_member() {
             &format!("  {}: clustered, follower, connected\n", remotes[*i]),
         );
     }
+    contains(&text, "Controller: not checked (no kubeconfig)\n");
     contains(&text, "  [warning] Kubernetes: no kubeconfig");
 
     let down = followers[0];

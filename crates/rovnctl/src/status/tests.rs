@@ -435,7 +435,8 @@ fn agents_not_ready_or_missing_are_problems_and_no_daemon_set_a_warning() {
                 && f.summary == "no DaemonSet rovn-system/rovn-agent")
     );
     assert!(status.to_string().contains(&format!(
-        "Agents: no DaemonSet\n  node node-1: no agent pod; node-link ports into {ROUTER}\n"
+        "Agents: no DaemonSet seen (see below)\n  node node-1: no agent pod; node-link ports into \
+         {ROUTER}\n"
     )));
 }
 
@@ -546,7 +547,8 @@ fn without_northbound_or_api_what_was_not_read_is_said() {
     assert!(
         text.contains(&format!(
             "Northbound: {DEFAULT_NB} (default), unreachable\n  {DEFAULT_NB}: unreachable: \
-             connection refused\nController: unknown\n"
+             connection refused\nController: not checked (no kubeconfig)\nAgents: not checked (no \
+             kubeconfig)\nNeeds attention:\n"
         )),
         "{text}"
     );
