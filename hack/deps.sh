@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages rovn's tests and lab need (real OVN 23.03 / OVS 3.1 daemons,
 # network namespace tooling, containerd + runc for the real node, what hack/images.sh builds
-# images from) and makes sure no system OVS/OVN service runs: tests and the lab start their
-# own daemons in temporary directories; system ones would only consume CPU (or hold br-int).
+# images from, promtool) and makes sure no system OVS/OVN or Prometheus service runs: tests and
+# the lab start their own daemons in temporary directories; system ones would only consume CPU
+# (or hold br-int).
 # Packages already installed are not fetched again. Run as root; used by .ci/run and
 # hack/lab.sh.
 set -euo pipefail
@@ -27,6 +28,8 @@ PACKAGES=(
 	                                        # ptp + host-local: the cluster DNS test's pod network
 	busybox-static python3                  # hack/images.sh: workload image, OCI archive writer;
 	                                        # busybox nslookup: the cluster DNS test's queries
+	prometheus                              # promtool, for the metrics test (no Debian package ships
+	                                        # promtool alone); its server is kept stopped below
 	graphviz                                # dot: rovnctl topology -o svg, and its test
 )
 
@@ -60,22 +63,24 @@ if ${OWN_POLICY}; then
 	trap - EXIT
 fi
 
-# Stop system OVS/OVN daemons in case they run anyway (installed earlier, or started by a
-# package script despite the policy): through the service manager, then by their own pid files.
+# Stop system OVS/OVN/Prometheus daemons in case they run anyway (installed earlier, or started
+# by a package script despite the policy): through the service manager, then by their own pid
+# files.
 stop_system_services() {
 	local units=(ovn-controller ovn-host ovn-northd ovn-ovsdb-server-nb ovn-ovsdb-server-sb
-		ovn-central ovs-vswitchd ovsdb-server openvswitch-switch)
+		ovn-central ovs-vswitchd ovsdb-server openvswitch-switch prometheus)
 	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
 		systemctl stop "${units[@]}" 2>/dev/null || true
 	fi
 	local script
-	for script in ovn-host ovn-central openvswitch-switch; do
+	for script in ovn-host ovn-central openvswitch-switch prometheus; do
 		if [[ -x /etc/init.d/${script} ]]; then
 			"/etc/init.d/${script}" stop >/dev/null 2>&1 || true
 		fi
 	done
 	local pidfile pid
-	for pidfile in /run/ovn/*.pid /run/openvswitch/*.pid /var/run/ovn/*.pid /var/run/openvswitch/*.pid; do
+	for pidfile in /run/ovn/*.pid /run/openvswitch/*.pid /var/run/ovn/*.pid /var/run/openvswitch/*.pid \
+		/run/prometheus/*.pid; do
 		[[ -f ${pidfile} ]] || continue
 		pid="$(cat "${pidfile}" 2>/dev/null || true)"
 		if [[ ${pid} =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null; then

@@ -9,16 +9,18 @@ use prometheus_client::registry::Registry;
 /// Labels naming a reconciled kind and its outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
-    /// `vpc`, `subnet`, `pod`, `router-import`...
+    /// `router-import`, `vpc`, `subnet`, `namespace`, `pod`, `service`,
+    /// `service-group`, `node-link` or `network-policy`.
     pub kind: String,
-    /// `ok` or `error`.
+    /// `ok`, or `error` (a failure or a wait for something else, retried).
     pub result: String,
 }
 
 /// Labels naming what kind of OVN row was restored.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RepairLabels {
-    /// `router-port`, `switch-port`, `router`...
+    /// `router-port`, `switch-port`, `load-balancer`, `node-link` or
+    /// `network-policy`.
     pub row: String,
 }
 
@@ -27,7 +29,7 @@ pub struct RepairLabels {
 pub struct Metrics {
     /// Neutron routers currently imported as Vpcs.
     pub routers_imported: Gauge,
-    /// Logical routers left out of the import because Neutron does not own them.
+    /// Logical routers left out of the import: neither Neutron's nor ours.
     pub routers_not_neutron: Gauge,
     /// Reconciliations by kind and result.
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -46,32 +48,37 @@ impl Metrics {
         let rovn = registry.sub_registry_with_prefix("rovn");
         rovn.register(
             "routers_imported",
-            "Neutron logical routers imported as Vpcs",
+            "Neutron logical routers imported as Vpcs, in routers (set by the leader, 0 on a standby)",
             self.routers_imported.clone(),
         );
         rovn.register(
             "routers_not_neutron",
-            "Logical routers not imported because they lack neutron:router_name",
+            "Logical routers neither Neutron's (no neutron:router_name) nor rovn's, hence not imported, \
+             in routers (set by the leader, 0 on a standby)",
             self.routers_not_neutron.clone(),
         );
         rovn.register(
             "reconciles",
-            "Reconciliations by kind and result",
+            "Reconciles by kind and result, in reconciles (result error also counts waits for \
+             something else; both are retried)",
             self.reconciles.clone(),
         );
         rovn.register(
             "ovn_repairs",
-            "Rows of ours deleted or changed by another writer and restored",
+            "Restorations of rovn's Northbound rows that another client deleted or changed, by row \
+             kind, in repairs",
             self.repairs.clone(),
         );
         rovn.register(
             "nb_events",
-            "Change events received from the OVN Northbound monitor",
+            "Row changes (insert, modify, delete) received from the OVN Northbound monitor while \
+             leading, in row events",
             self.nb_events.clone(),
         );
         rovn.register(
             "pods_synced",
-            "1 once every pod, port and IP resource seen at start-up was reconciled",
+            "1 once the leader reconciled every pod, logical port and IP resource it saw at start-up, \
+             else 0 (boolean)",
             self.pods_synced.clone(),
         );
     }
