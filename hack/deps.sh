@@ -30,6 +30,7 @@ PACKAGES=(
 	                                        # busybox nslookup: the cluster DNS test's queries
 	prometheus                              # promtool, for the metrics test (no Debian package ships
 	                                        # promtool alone); its server is kept stopped below
+	graphviz                                # dot: rovnctl topology -o svg, and its test
 )
 
 # Keep package scripts from starting system services while installing (the standard

@@ -56,7 +56,12 @@ impl Report {
 /// Reads the Northbound tables involved and reports, for each VM port on the
 /// Neutron networks of `router`, what pods in `cidr` can open towards it.
 pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<Report> {
-    let nb = NbSnapshot::read(nb_client).await?;
+    report(&NbSnapshot::read(nb_client).await?, router, cidr)
+}
+
+/// For each VM port on the Neutron networks of `router` in `nb`, what pods in
+/// `cidr` can open towards it.
+pub fn report(nb: &NbSnapshot, router: &str, cidr: IpNet) -> Result<Report> {
     let NbSnapshot {
         routers,
         router_ports,
@@ -65,7 +70,7 @@ pub async fn diagnose(nb_client: &Client, router: &str, cidr: IpNet) -> Result<R
         port_groups,
         acls,
         address_sets,
-    } = &nb;
+    } = nb;
     let Some(lr) = routers.iter().find(|r| r.name == router) else {
         bail!("no Logical_Router named {router:?} in the Northbound database");
     };

@@ -2,12 +2,13 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use ovsdb::{Client, ClientConfig, TlsFiles};
+use rovnctl::connect::{ConnectArgs, DEFAULT_SB};
 use rovnctl::flow::{FlowRequest, Protocol, TraceCommand};
 
 /// Command-line tooling for rovn.
@@ -28,40 +29,47 @@ enum Command {
     /// --to: trace one connection with ovn-trace and name what drops it (a
     /// NetworkPolicy, or the VM's security groups) or where it is delivered.
     Diagnose(Box<DiagnoseArgs>),
+    /// Tell whether rovn is healthy: the Northbound database (the remote that
+    /// answered, the RAFT leader), the leading controller, the agents, how many
+    /// VPCs, Subnets, pods and NetworkPolicies there are, and every condition
+    /// of a Vpc or Subnet that is not healthy with what to do about it. Exit
+    /// code 0: healthy (warnings aside); 1: a problem was found (or status
+    /// could not run); 2: bad usage.
+    Status(Box<StatusArgs>),
+    /// Show the routers (Neutron's and rovn's), their networks with their
+    /// CIDRs, the VMs and pods on each network and the chassis each port is
+    /// bound on (with --ovn-sb), as a tree, JSON, Graphviz DOT or SVG.
+    Topology(Box<TopologyArgs>),
 }
 
-/// Output format of `diagnose --pod`.
+/// Output format of `diagnose --pod` and `status`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
 }
 
+/// Output format of `topology`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TopologyOutput {
+    /// An indented tree.
+    Tree,
+    /// The model as JSON.
+    Json,
+    /// A Graphviz graph.
+    Dot,
+    /// The graph drawn by Graphviz's dot.
+    Svg,
+}
+
 #[derive(Args)]
 #[command(group(ArgGroup::new("mode").required(true).args(["subnet", "router", "pod"])))]
 struct DiagnoseArgs {
-    /// OVN Northbound remotes, comma-separated (`unix:PATH`, `tcp:H:P`, `ssl:H:P`).
-    #[arg(
-        long,
-        env = "ROVN_OVN_NB",
-        default_value = "unix:/var/run/ovn/ovnnb_db.sock"
-    )]
-    ovn_nb: String,
-    /// Private key (PEM) for `ssl:` remotes (NB, and the SB remotes ovn-trace reads).
-    #[arg(long, requires_all = ["ovn_certificate", "ovn_ca_cert"])]
-    ovn_private_key: Option<PathBuf>,
-    /// Certificate (PEM) for `ssl:` remotes.
-    #[arg(long)]
-    ovn_certificate: Option<PathBuf>,
-    /// CA certificate (PEM) for `ssl:` remotes.
-    #[arg(long)]
-    ovn_ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// The Subnet to diagnose (its CIDRs and VPC are read from the API).
     #[arg(long)]
     subnet: Option<String>,
-    /// Kubeconfig for `--subnet` (default: in-cluster, then `$KUBECONFIG`).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
     /// The OVN router (`neutron-<uuid>`), instead of `--subnet`.
     #[arg(long, requires = "cidr")]
     router: Option<String>,
@@ -80,13 +88,6 @@ struct DiagnoseArgs {
     /// The destination port for tcp and udp, with `--pod` (default 80).
     #[arg(long, requires = "pod")]
     port: Option<u16>,
-    /// OVN Southbound remotes ovn-trace reads the logical flows from, with `--pod`.
-    #[arg(
-        long,
-        env = "ROVN_OVN_SB",
-        default_value = "unix:/var/run/ovn/ovnsb_db.sock"
-    )]
-    ovn_sb: String,
     /// The ovn-trace program, with `--pod`.
     #[arg(long, default_value = "ovn-trace")]
     ovn_trace: PathBuf,
@@ -98,27 +99,70 @@ struct DiagnoseArgs {
     output: Output,
 }
 
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Namespace of the controller's Lease rovn-controller (its --lease-namespace;
+    /// default: --rovn-namespace).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Args)]
+struct TopologyArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Only this router: its OVN name (a Vpc's name) or Neutron's display name.
+    #[arg(long)]
+    vpc: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = TopologyOutput::Tree)]
+    output: TopologyOutput,
+    /// The Graphviz program drawing `-o svg`.
+    #[arg(long, default_value = "dot")]
+    dot: PathBuf,
+}
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Crds => print!("{}", rovnctl::crds::crds_yaml()?),
         Command::Diagnose(args) => diagnose(*args).await?,
+        Command::Status(args) => return status(*args).await,
+        Command::Topology(args) => topology(*args).await?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Northbound remotes of `connect`, saying on stderr why the ConfigMap was
+/// not read when that failed.
+async fn nb_remotes(connect: &ConnectArgs, kube: Option<&kube::Client>) -> String {
+    let address = connect.nb_address(kube).await;
+    if let Some(error) = &address.config_map_error {
+        eprintln!("warning: {error}; using {}", address.remotes);
+    }
+    address.remotes
 }
 
 async fn diagnose(args: DiagnoseArgs) -> Result<()> {
-    let tls = TlsFiles::from_flags(
-        args.ovn_private_key.as_ref(),
-        args.ovn_certificate.as_ref(),
-        args.ovn_ca_cert.as_ref(),
-    );
+    let connect = &args.connect;
+    let tls = connect.tls();
     if let (Some(pod), Some(to)) = (&args.pod, args.to) {
         let request = FlowRequest::new(pod, to, args.protocol, args.port)?;
-        let client = connect_nb(&args.ovn_nb, tls.clone()).await?;
+        let kube = connect.kube().await?;
+        let client =
+            rovnctl::connect::connect(&nb_remotes(connect, kube.as_ref()).await, tls.clone())
+                .await?;
         let command = TraceCommand {
             program: args.ovn_trace.clone(),
-            sb: args.ovn_sb.clone(),
+            sb: connect
+                .ovn_sb
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SB.to_string()),
             tls,
             timeout: Duration::from_secs(args.trace_timeout),
         };
@@ -132,12 +176,15 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     if args.output == Output::Json {
         bail!("-o json is only available with --pod");
     }
-    let targets: Vec<(String, IpNet)> = match (&args.subnet, &args.router, args.cidr) {
-        (Some(subnet), _, _) => subnet_targets(subnet, args.kubeconfig.as_deref()).await?,
-        (None, Some(router), Some(cidr)) => vec![(router.clone(), cidr)],
+    let (targets, kube): (Vec<(String, IpNet)>, _) = match (&args.subnet, &args.router, args.cidr) {
+        (Some(subnet), _, _) => {
+            let kube = connect.kube_required().await?;
+            (subnet_targets(subnet, &kube).await?, Some(kube))
+        }
+        (None, Some(router), Some(cidr)) => (vec![(router.clone(), cidr)], connect.kube().await?),
         _ => bail!("give --subnet, --router with --cidr, or --pod with --to"),
     };
-    let client = connect_nb(&args.ovn_nb, tls).await?;
+    let client = rovnctl::connect::connect(&nb_remotes(connect, kube.as_ref()).await, tls).await?;
     for (router, cidr) in targets {
         print!(
             "{}",
@@ -147,34 +194,56 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     Ok(())
 }
 
-/// A client of the Northbound database at `remotes`.
-async fn connect_nb(remotes: &str, tls: Option<TlsFiles>) -> Result<Client> {
-    let mut config = ClientConfig::from_remotes(remotes)?;
-    if let Some(tls) = tls {
-        config = config.with_tls(tls);
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let lease_namespace = args
+        .lease_namespace
+        .as_deref()
+        .unwrap_or(&args.connect.rovn_namespace);
+    let observed = rovnctl::status::gather(&args.connect, lease_namespace).await?;
+    let status = rovnctl::status::assess(&observed);
+    match args.output {
+        Output::Text => print!("{status}"),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
     }
-    if config.remotes.len() > 1 {
-        config = config.with_leader_only(true);
+    Ok(if status.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn topology(args: TopologyArgs) -> Result<()> {
+    let connect = &args.connect;
+    let tls = connect.tls();
+    let kube = connect.kube().await?;
+    let nb =
+        rovnctl::connect::connect(&nb_remotes(connect, kube.as_ref()).await, tls.clone()).await?;
+    let sb = match &connect.ovn_sb {
+        Some(remotes) => Some(rovnctl::connect::connect(remotes, tls).await?),
+        None => None,
+    };
+    let (mut topology, warnings) = rovnctl::topology::read(&nb, sb.as_ref(), kube.as_ref()).await?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
     }
-    Client::connect(config)
-        .await
-        .with_context(|| format!("connecting to {remotes}"))
+    if let Some(vpc) = &args.vpc {
+        topology = topology.narrow(vpc)?;
+    }
+    match args.output {
+        TopologyOutput::Tree => print!("{}", rovnctl::topology::render_tree(&topology)),
+        TopologyOutput::Json => println!("{}", serde_json::to_string_pretty(&topology)?),
+        TopologyOutput::Dot => print!("{}", rovnctl::topology::render_dot(&topology)),
+        TopologyOutput::Svg => print!(
+            "{}",
+            rovnctl::topology::render_svg(&args.dot, &rovnctl::topology::render_dot(&topology))?
+        ),
+    }
+    Ok(())
 }
 
 /// The (router, CIDR) pairs of a Subnet: one per CIDR of `cidrBlock`.
-async fn subnet_targets(
-    name: &str,
-    kubeconfig: Option<&std::path::Path>,
-) -> Result<Vec<(String, IpNet)>> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let client = kube::Client::try_from(config)?;
-    let subnet = kube::Api::<api::Subnet>::all(client)
+async fn subnet_targets(name: &str, client: &kube::Client) -> Result<Vec<(String, IpNet)>> {
+    let subnet = kube::Api::<api::Subnet>::all(client.clone())
         .get(name)
         .await
         .with_context(|| format!("reading Subnet {name}"))?;
