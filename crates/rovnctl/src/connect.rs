@@ -19,6 +19,8 @@ pub const ROVN_NAMESPACE: &str = "rovn-system";
 pub const CONFIG_MAP: &str = "rovn-config";
 /// The key of [`CONFIG_MAP`] naming the Northbound remotes.
 pub const NB_KEY: &str = "ovn-nb";
+/// The ConfigMap key of the Southbound remotes (rovn-agent's --ovn-sb).
+pub const SB_KEY: &str = "ovn-sb";
 /// The Northbound remotes when neither a flag nor the ConfigMap names any.
 pub const DEFAULT_NB: &str = "unix:/var/run/ovn/ovnnb_db.sock";
 /// The Southbound remotes of `diagnose --pod` when no flag names any.
@@ -52,6 +54,9 @@ pub struct ConnectArgs {
     /// configuration).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
     /// The namespace rovn is installed in (its ConfigMap rovn-config, DaemonSet rovn-agent
     /// and Lease rovn-controller).
     #[arg(long, default_value = ROVN_NAMESPACE)]
@@ -114,15 +119,22 @@ impl ConnectArgs {
     /// A client of the API server: from `--kubeconfig` (an error when it cannot be
     /// read), else inferred (`None` when there is no configuration to infer from).
     pub async fn kube(&self) -> Result<Option<kube::Client>> {
-        let mut config = match &self.kubeconfig {
-            Some(path) => {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let mut config = match (&self.kubeconfig, &self.context) {
+            (Some(path), _) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .with_context(|| format!("loading {}", path.display()))?
             }
-            None => match kube::Config::infer().await {
+            (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+                .await
+                .with_context(|| format!("loading context {context:?} of the kubeconfig"))?,
+            (None, None) => match kube::Config::infer().await {
                 Ok(config) => config,
                 Err(_) => return Ok(None),
             },
@@ -175,16 +187,42 @@ impl ConnectArgs {
     }
 }
 
+impl ConnectArgs {
+    /// The Southbound remotes: `--ovn-sb`, else the `ovn-sb` key of rovn's ConfigMap
+    /// (when `kube` is given and it has one), else [`DEFAULT_SB`].
+    pub async fn sb_remotes(&self, kube: Option<&kube::Client>) -> String {
+        if let Some(remotes) = &self.ovn_sb {
+            return remotes.clone();
+        }
+        if let Some(kube) = kube
+            && let Ok(Some(remotes)) = config_map_value(kube, &self.rovn_namespace, SB_KEY).await
+        {
+            return remotes;
+        }
+        DEFAULT_SB.to_string()
+    }
+}
+
 /// The Northbound remotes in the `ovn-nb` key of ConfigMap `rovn-config` in
 /// `namespace`; `None` when the ConfigMap or the key does not exist.
 pub async fn nb_from_config_map(client: &kube::Client, namespace: &str) -> Result<Option<String>> {
+    config_map_value(client, namespace, NB_KEY).await
+}
+
+/// The value of `key` in ConfigMap `rovn-config` in `namespace`, trimmed; `None`
+/// when the ConfigMap or the key does not exist or the value is empty.
+pub async fn config_map_value(
+    client: &kube::Client,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<String>> {
     let config_map = kube::Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get_opt(CONFIG_MAP)
         .await
         .with_context(|| format!("reading ConfigMap {namespace}/{CONFIG_MAP}"))?;
     Ok(config_map
         .and_then(|c| c.data)
-        .and_then(|mut data| data.remove(NB_KEY))
+        .and_then(|mut data| data.remove(key))
         .map(|remotes| remotes.trim().to_string())
         .filter(|remotes| !remotes.is_empty()))
 }

@@ -360,15 +360,14 @@ pub struct TraceCommand {
     pub timeout: Duration,
 }
 
-/// Builds the flow of `request` from the NB rows, traces it and explains
+/// Builds the flow of `request` from the NB rows `nb`, traces it and explains
 /// the trace.
 pub async fn diagnose_flow(
-    nb_client: &ovsdb::Client,
+    nb: &NbSnapshot,
     request: &FlowRequest,
     command: &TraceCommand,
 ) -> Result<Diagnosis> {
-    let nb = NbSnapshot::read(nb_client).await?;
-    let flow = build_flow(&nb, request)?;
+    let flow = build_flow(nb, request)?;
     let output = run_trace(
         &command.program,
         &command.sb,
@@ -385,7 +384,7 @@ pub async fn diagnose_flow(
             output.trim()
         );
     }
-    Ok(explain(&nb, &flow, &trace))
+    Ok(explain(nb, &flow, &trace))
 }
 
 /// A datapath the packet crossed.

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::PostParams;
@@ -267,7 +267,13 @@ async fn status_and_topology_of_a_real_stack() {
                     name: Some("rovn-config".into()),
                     ..ObjectMeta::default()
                 },
-                data: Some([("ovn-nb".to_string(), nb.clone())].into()),
+                data: Some(
+                    [
+                        ("ovn-nb".to_string(), nb.clone()),
+                        ("ovn-sb".to_string(), sb.clone()),
+                    ]
+                    .into(),
+                ),
                 ..ConfigMap::default()
             },
         )
@@ -283,6 +289,94 @@ async fn status_and_topology_of_a_real_stack() {
     contains(
         &discovered,
         &format!("Northbound: {nb} (ConfigMap rovn-system/rovn-config), read from {nb}\n"),
+    );
+
+    // 4b. `kubectl rovn`: the plugin found by kubectl on the PATH, using kubectl's
+    // kubeconfig and the databases named in the ConfigMap.
+    let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-rovn"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        let mut command = env.kube.kubectl_command();
+        command.env("PATH", &path).env("KUBECONFIG", &kubeconfig);
+        command.args(args).output().expect("kubectl")
+    };
+    let plugins = kubectl(&["plugin", "list"]);
+    contains(&stdout(&plugins), "kubectl-rovn");
+    let out = kubectl(&["rovn", "status", "--lease-namespace", "default"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    contains(
+        &stdout(&out),
+        &format!("Northbound: {nb} (ConfigMap rovn-system/rovn-config)"),
+    );
+    // trace: a pod to the VM its security groups do not admit, to the other pod.
+    let out = kubectl(&["rovn", "trace", "net2/web", "10.0.1.50", "--port", "22"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict = stdout(&out);
+    eprintln!("kubectl rovn trace:\n{verdict}");
+    contains(&verdict, "dropped by Neutron's neutron_pg_drop");
+    contains(
+        &verdict,
+        "fix: openstack security group rule create --ingress --ethertype IPv4 --protocol tcp \
+         --dst-port 22",
+    );
+    let out = kubectl(&["rovn", "trace", "net2/web", "net2/db", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON verdict");
+    assert_eq!(json["verdict"], "delivered", "{json}");
+    // A Service destination: its ClusterIP and first TCP port, from the API.
+    Api::<Service>::namespaced(cluster.client().clone(), "net2")
+        .create(
+            &PostParams::default(),
+            &Service {
+                metadata: ObjectMeta {
+                    name: Some("db".into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(ServiceSpec {
+                    cluster_ip: Some("10.96.0.50".into()),
+                    ports: Some(vec![ServicePort {
+                        port: 5432,
+                        protocol: Some("TCP".into()),
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            },
+        )
+        .await
+        .expect("Service db");
+    let out = kubectl(&["rovn", "trace", "net2/web", "svc/net2/db"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    contains(&stdout(&out), "-> 10.96.0.50 tcp port 5432");
+    let out = kubectl(&["rovn", "trace", "net2/web", "net2/nope"]);
+    assert!(!out.status.success(), "an unknown pod is an error");
+    contains(
+        &String::from_utf8_lossy(&out.stderr),
+        "pod net2/nope has no rovn port",
     );
 
     // 5. topology: the tree, with the chassis from SB.
