@@ -303,7 +303,9 @@ async fn status_and_topology_of_a_real_stack() {
         std::env::var("PATH").unwrap_or_default()
     );
     let kubectl = |args: &[&str]| {
-        let mut command = env.kube.kubectl_command();
+        // Plugins take no kubectl flag before their name: the kubeconfig comes from
+        // $KUBECONFIG, as a user's would.
+        let mut command = Command::new(testenv::kube::k8s_bins().unwrap().join("kubectl"));
         command.env("PATH", &path).env("KUBECONFIG", &kubeconfig);
         command.args(args).output().expect("kubectl")
     };
