@@ -209,12 +209,43 @@ fn is_problem(c: &Condition) -> bool {
 }
 
 /// What users of a Subnet on a Neutron router must know about Neutron's
-/// port security.
-pub fn neutron_security_note(router: &str, cidr: &str) -> String {
+/// port security: one security group rule per CIDR of `cidr_block` (a
+/// dual-stack Subnet needs an IPv4 and an IPv6 rule).
+pub fn neutron_security_note(router: &str, cidr_block: &str) -> String {
+    let rules: Vec<String> = cidr_block
+        .split(',')
+        .map(str::trim)
+        .filter(|cidr| !cidr.is_empty())
+        .map(|cidr| {
+            let ethertype = if cidr.contains(':') { "IPv6" } else { "IPv4" };
+            format!(
+                "openstack security group rule create --ingress --ethertype {ethertype} \
+                 --remote-ip {cidr} <group>"
+            )
+        })
+        .collect();
     format!(
         "attached to Neutron router {router}: VM→pod traffic and its replies pass, but new \
          pod→VM connections are dropped by Neutron's neutron_pg_drop port group unless a \
-         security group of the VM allows ingress from {cidr} (openstack security group rule \
-         create --ingress --remote-ip {cidr} <group>)"
+         security group of the VM allows ingress from {cidr_block} ({})",
+        rules.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_security_note_has_one_rule_per_family() {
+        let note = neutron_security_note("neutron-r", "10.0.2.0/24,fd00:2::/64");
+        assert!(
+            note.contains(
+                "openstack security group rule create --ingress --ethertype IPv4 \
+                 --remote-ip 10.0.2.0/24 <group>; openstack security group rule create \
+                 --ingress --ethertype IPv6 --remote-ip fd00:2::/64 <group>"
+            ),
+            "{note}"
+        );
+    }
 }
