@@ -235,6 +235,19 @@ impl Context {
             .await
     }
 
+    /// Waits until the Northbound replica holds the current contents and the
+    /// Subnets running before a restart are accepted again: until then the
+    /// served VPCs (and the pods' VPCs) are a partial view, and working from
+    /// it would remove the rows of the VPCs not seen yet.
+    pub async fn wait_restored(&self) -> anyhow::Result<()> {
+        self.nb_view.replica().wait_synced().await?;
+        self.subnet_state
+            .watch_changes()
+            .wait_for(|_| self.subnet_state.is_restored())
+            .await?;
+        Ok(())
+    }
+
     /// The cluster-scoped Subnet API.
     pub fn subnets(&self) -> Api<Subnet> {
         Api::all(self.kube.clone())

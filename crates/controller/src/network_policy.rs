@@ -166,7 +166,6 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     // Subscribed before the start-up sweep so that no change is missed.
     let mut nb_events = ctx.nb_view.replica().subscribe();
     let mut bindings = ctx.subnet_state.watch_changes();
-    let mut restored = ctx.subnet_state.watch_changes();
     let this = Arc::new(Reconciler {
         events: Events::new(&ctx, "Reconcile"),
         ctx,
@@ -237,12 +236,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     this.policies.wait_until_ready().await?;
     this.pods.wait_until_ready().await?;
     this.namespaces.wait_until_ready().await?;
-    this.ctx.nb_view.replica().wait_synced().await?;
-    // Until the Subnets are accepted again, pods' VPCs are unknown and
-    // peers would be missing from the address sets.
-    restored
-        .wait_for(|_| this.ctx.subnet_state.is_restored())
-        .await?;
+    this.ctx.wait_restored().await?;
     this.invalidate();
     this.sweep();
     info!(

@@ -96,7 +96,6 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let (nodes, node_events) = runtime::reflect(Api::<Node>::all(ctx.kube.clone()), slim);
     let mut nb_events = ctx.nb_view.replica().subscribe();
     let mut bindings = ctx.subnet_state.watch_changes();
-    let mut restored = ctx.subnet_state.watch_changes();
     let this = Arc::new(Reconciler {
         ctx,
         nodes,
@@ -133,12 +132,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     });
 
     this.nodes.wait_until_ready().await?;
-    this.ctx.nb_view.replica().wait_synced().await?;
-    // Until the Subnets running before a restart are accepted again, the served VPCs are a
-    // partial view: working from it would unlink the VPCs not seen yet.
-    restored
-        .wait_for(|_| this.ctx.subnet_state.is_restored())
-        .await?;
+    this.ctx.wait_restored().await?;
     this.queue.add(LINKS);
     let r = this.clone();
     runtime::spawn_reconcilers(

@@ -165,7 +165,6 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     // Subscribed before the start-up sweep so that no change is missed.
     let mut nb_events = ctx.nb_view.replica().subscribe();
     let mut bindings = ctx.subnet_state.watch_changes();
-    let mut restored = ctx.subnet_state.watch_changes();
     let this = Arc::new(Reconciler {
         events: Events::new(&ctx, "Reconcile"),
         ctx,
@@ -217,13 +216,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 
     this.services.wait_until_ready().await?;
     this.slices.wait_until_ready().await?;
-    this.ctx.nb_view.replica().wait_synced().await?;
-    // Until the Subnets running before a restart are accepted again, the
-    // served VPCs are a partial view: working from it would remove the load
-    // balancers of the VPCs not seen yet.
-    restored
-        .wait_for(|_| this.ctx.subnet_state.is_restored())
-        .await?;
+    this.ctx.wait_restored().await?;
     this.sweep();
     info!(
         services = this.services.state().len(),

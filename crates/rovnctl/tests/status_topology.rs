@@ -18,7 +18,7 @@ use rovnctl::status::Status;
 use rovnctl::topology::{NetworkKind, PortKind, Topology};
 use testenv::neutron::NeutronRouter;
 use testenv::ovn::OvnEnv;
-use testenv::stack::{AgentProcess, ControllerEnv, PluggedPod, Tenant, pod, subnet_spec};
+use testenv::stack::{ControllerEnv, PluggedPod, Tenant, pod, subnet_spec};
 use testenv::unique_name;
 
 /// `rovnctl <args>` with no Northbound or Southbound address from the environment.
@@ -91,12 +91,10 @@ async fn status_and_topology_of_a_real_stack() {
     let dir = tempfile::tempdir().unwrap();
     let a = Tenant::create(&env.ovn, "a", "10.0.1.0/24", "10.0.1.50").expect("tenant A");
     let b = NeutronRouter::create(&env.ovn, "router-b").expect("router B");
-    env.start_controller().await.expect("rovn-controller");
-    let agent = AgentProcess::start(
-        dir.path(),
-        &AgentProcess::chassis_args(env.kube.kubeconfig(), &node, &env.ovn).unwrap(),
-    )
-    .expect("rovn-agent");
+    let agent = env
+        .start_controller_and_agent(dir.path())
+        .await
+        .expect("rovn-controller and rovn-agent");
     let cluster = &env.cluster;
     let vpc = a.router.lr_name();
     cluster
